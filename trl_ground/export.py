@@ -1,0 +1,63 @@
+"""Final outputs: adapters (or the full model) in ``final/`` and a merged 16-bit model in
+``final_merged/``. Every directory is written next to its target and renamed into place,
+so it is complete or absent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+__all__ = ["atomic_directory", "merge_adapters", "save_final"]
+
+
+@contextmanager
+def atomic_directory(target):
+    """Yield a temporary directory beside ``target``; on success it replaces ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.with_name(f".{target.name}.old")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_final(trainer, processor, output_dir) -> Path:
+    """``{output_dir}/final``: LoRA adapters + processor (loadable with
+    ``PeftModel.from_pretrained`` on the base), or the full model + processor."""
+    target = Path(output_dir) / "final"
+    if trainer.args.should_save:
+        with atomic_directory(target) as tmp:
+            trainer.save_model(str(tmp))
+            processor.save_pretrained(str(tmp))
+    trainer.accelerator.wait_for_everyone()
+    return target
+
+
+def merge_adapters(base_model: str, adapter_dir, out_dir, dtype=torch.bfloat16) -> Path:
+    """Merge LoRA adapters into a freshly loaded 16-bit base and save it with the processor.
+
+    The base is always reloaded in ``dtype`` (never merged into 4-bit weights, which would
+    round the update away). Runs on the CPU so it fits beside a training job.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    base = AutoModelForImageTextToText.from_pretrained(base_model, dtype=dtype)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    with atomic_directory(out_dir) as tmp:
+        merged.save_pretrained(str(tmp))
+        AutoProcessor.from_pretrained(str(adapter_dir)).save_pretrained(str(tmp))
+    return Path(out_dir)

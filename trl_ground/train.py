@@ -1,0 +1,68 @@
+"""The main job: data -> model -> GroundingSFTTrainer -> checkpoints, ``final/``, ``final_merged/``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .collator import GroundingCollator
+from .data import build_dataset
+from .export import merge_adapters, save_final
+from .modeling import load_model, load_processor
+from .trainer import GroundingSFTTrainer
+
+__all__ = ["ensure_demo_assets", "run_sft"]
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_demo_assets(data_args, model_args) -> None:
+    """Build what a demo config points at and does not exist yet: the synthetic dataset
+    (``data_args.make_synthetic_data`` images at ``train_json``'s folder) and the tiny
+    offline Qwen3-VL (``model_args.build_tiny_model`` at ``model_args.model``)."""
+    if data_args.make_synthetic_data and data_args.train_json and not Path(data_args.train_json).exists():
+        from .synthetic import make_synthetic_dataset
+
+        out = Path(data_args.train_json).parent
+        print(f"building the synthetic dataset ({data_args.make_synthetic_data} images) in {out}", flush=True)
+        make_synthetic_dataset(out, n=data_args.make_synthetic_data, seed=data_args.example_seed)
+    if model_args.build_tiny_model and not (Path(model_args.model) / "config.json").exists():
+        from .tiny import build_tiny_qwen3vl
+
+        print(f"building the tiny offline Qwen3-VL in {model_args.model}", flush=True)
+        build_tiny_qwen3vl(model_args.model)
+
+
+def build_trainer(data_args, model_args, config) -> GroundingSFTTrainer:
+    """Everything up to ``trainer.train()``: datasets, processor, model, trainer."""
+    if not data_args.train_json or not data_args.img_root:
+        raise ValueError("train_json and img_root are required (--train-json, --img-root)")
+    train_ds, records = build_dataset(data_args.train_json, data_args.img_root, data_args)
+    classes = sorted({o.cls for r in records for o in r.objects})
+    eval_ds = None
+    if data_args.eval_json:
+        eval_ds, _ = build_dataset(data_args.eval_json, data_args.img_root, data_args, all_classes=classes)
+    processor = load_processor(model_args.model, data_args.max_pixels, data_args.min_pixels)
+    model = load_model(model_args, gradient_checkpointing=config.gradient_checkpointing)
+    return GroundingSFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=processor,
+        data_collator=GroundingCollator(processor, config.max_length),
+    )
+
+
+def run_sft(data_args, model_args, config) -> GroundingSFTTrainer:
+    """Train, then write ``final/`` and (with LoRA) ``final_merged/`` under ``output_dir``."""
+    ensure_demo_assets(data_args, model_args)
+    trainer = build_trainer(data_args, model_args, config)
+    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    final = save_final(trainer, trainer.processing_class, config.output_dir)
+    if model_args.use_lora and trainer.accelerator.is_main_process:
+        merged = merge_adapters(model_args.model, final, Path(config.output_dir) / "final_merged")
+        print(f"merged 16-bit model: {merged}", flush=True)
+    trainer.accelerator.wait_for_everyone()
+    print(f"adapters / model: {final}", flush=True)
+    return trainer
