@@ -20,5 +20,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 test: setup
 	$(PY) -m pytest -q
 
+# The main job on the embedded tiny Qwen3-VL and synthetic data (built on first run), CPU.
+demo: setup
+	HF_HUB_OFFLINE=1 $(PY) scripts/sft_ground.py --config configs/demo.yaml
+
 clean:
-	rm -rf $(VENV) runs data/synthetic
+	rm -rf $(VENV) runs/demo data/demo

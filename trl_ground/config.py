@@ -123,10 +123,18 @@ class GroundingSFTConfig(SFTConfig):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must stay False: the loss reads the gt_boxes and class columns")
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = _bf16_available()  # TRL would turn it on everywhere; a CPU run would then fail
         if self.learning_rate is None:
             self.learning_rate = 2e-4  # placeholder until resolve_learning_rate knows about LoRA
             self._learning_rate_defaulted = True
         super().__post_init__()
+
+
+def _bf16_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def resolve_learning_rate(config, model_args: ModelArguments) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from transformers import set_seed
+
 from .collator import GroundingCollator
 from .data import build_dataset
 from .export import merge_adapters, save_final
@@ -43,6 +45,7 @@ def build_trainer(data_args, model_args, config) -> GroundingSFTTrainer:
     if data_args.eval_json:
         eval_ds, _ = build_dataset(data_args.eval_json, data_args.img_root, data_args, all_classes=classes)
     processor = load_processor(model_args.model, data_args.max_pixels, data_args.min_pixels)
+    set_seed(config.seed)  # new LoRA weights are random: the same seed gives the same run
     model = load_model(model_args, gradient_checkpointing=config.gradient_checkpointing)
     return GroundingSFTTrainer(
         model=model,

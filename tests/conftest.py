@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny offline Qwen3-VL and a small synthetic dataset, built once."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_ASSETS = REPO.parent / "shared" / "assets"
+REAL_PROCESSOR = SHARED_ASSETS / "qwen3vl-processor"
+REAL_CONFIGS = SHARED_ASSETS / "qwen3vl-configs"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    from trl_ground.tiny import build_tiny_qwen3vl
+
+    return build_tiny_qwen3vl(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory):
+    """``(train_json, test_json, img_root)`` with 30 images."""
+    from trl_ground.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n=30, seed=1)
+
+
+@pytest.fixture(scope="session")
+def real_processor_dir():
+    if not (REAL_PROCESSOR / "tokenizer.json").exists():
+        pytest.skip(f"real Qwen3-VL processor files not found at {REAL_PROCESSOR}")
+    return REAL_PROCESSOR

@@ -1,0 +1,30 @@
+import json
+import subprocess
+import sys
+
+from ..conftest import REPO
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_generator_and_checker_from_the_command_line(tmp_path):
+    r = run("scripts/make_synthetic_data.py", "--out", str(tmp_path), "--n", "10", "--seed", "2")
+    assert r.returncode == 0, r.stderr
+    r = run("scripts/check_data.py", "--train-json", str(tmp_path / "train.json"), "--img-root", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    for line in ("records: 8 valid", "images found: 8", "boxes per class:", "boxes per image (histogram):", "longest target answer:"):
+        assert line in r.stdout
+
+
+def test_checker_reports_bad_data_without_traceback(tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps([{"image": "missing.png", "objects": []}]))
+    r = run("scripts/check_data.py", "--train-json", str(tmp_path / "bad.json"), "--img-root", str(tmp_path))
+    assert r.returncode == 1
+    assert "record 0, field 'image'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sft_script_rejects_a_bad_config_before_loading(tmp_path):
+    r = run("scripts/sft_ground.py", "--config", "configs/qlora.yaml", "--lora-r", "-3", "--output-dir", str(tmp_path))
+    assert r.returncode == 2 and "lora_r" in r.stderr and "Traceback" not in r.stderr
