@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 GRADIENT_MODES = ("policy_gradient", "none")
+SAMPLERS = ("static", "generate")
 DEFAULT_MODEL = "unsloth/Qwen3-VL-8B-Instruct"
 
 
@@ -97,6 +98,14 @@ class GroundingSFTConfig(SFTConfig):
     sample_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
     sample_max_new_tokens: int = field(default=256, metadata={"help": "Token limit of a sampled answer."})
     sample_every_n_steps: int = field(default=1, metadata={"help": "Sample on every N-th optimizer step."})
+    sample_min_new_tokens: int = field(default=0, metadata={"help": "Force at least this many tokens (benchmarks)."})
+    sampler: str = field(
+        default="static",
+        metadata={"help": "'static': static KV cache + CUDA-graph decode step; 'generate': plain model.generate."},
+    )
+    fuse_logprob_pass: bool = field(
+        default=True, metadata={"help": "Score the sampled answers in the same forward pass as the SFT rows."}
+    )
     iou_threshold: float = field(default=0.5, metadata={"help": "IoU at which a predicted box matches."})
     match_method: str = field(default="hungarian", metadata={"help": f"One of {MATCH_METHODS}."})
     label_aware_matching: bool = field(default=False, metadata={"help": "A box labelled with another class cannot match."})
@@ -105,11 +114,15 @@ class GroundingSFTConfig(SFTConfig):
     def __post_init__(self):
         if self.grounding_gradient not in GRADIENT_MODES:
             raise ValueError(f"grounding_gradient must be one of {GRADIENT_MODES}, got {self.grounding_gradient!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.match_method not in MATCH_METHODS:
             raise ValueError(f"match_method must be one of {MATCH_METHODS}, got {self.match_method!r}")
         for name in ("iou_loss_weight", "fp_loss_weight", "fn_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.sample_min_new_tokens <= self.sample_max_new_tokens:
+            raise ValueError("sample_min_new_tokens must lie in [0, sample_max_new_tokens]")
         for name in ("samples_per_prompt", "sample_max_new_tokens", "sample_every_n_steps", "per_device_train_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

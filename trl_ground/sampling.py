@@ -135,7 +135,7 @@ def sample_answers(
     ``min_new_tokens`` forces that many tokens before the end token (benchmarks pin the
     answer length this way).
     """
-    eos_ids = _eos_ids(model, tokenizer)
+    eos_ids = eos_ids_of(model, tokenizer)
     rows = prompts.repeat(k)
     with torch.no_grad(), eval_mode(model):
         out = model.generate(
@@ -169,7 +169,7 @@ def vision_token_ids(tokenizer) -> list[int]:
     return [i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id]
 
 
-def _eos_ids(model, tokenizer) -> list[int]:
+def eos_ids_of(model, tokenizer) -> list[int]:
     """End-of-answer tokens: the generation config's, plus the tokenizer's ``<|im_end|>``."""
     ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
@@ -181,13 +181,8 @@ def _eos_ids(model, tokenizer) -> list[int]:
     return ids
 
 
-def completion_logprobs(model, samples: Samples) -> torch.Tensor:
-    """Mean log-probability of each sampled answer's tokens under ``model``, with gradient.
-
-    Runs one forward pass over ``[prompt][answer]`` through the fused LM head that TRL's
-    ``SFTTrainer`` installs (``fused_lm_head=True``: per-token log-probabilities without the
-    ``(R, T, vocab)`` logits). Returns ``(R,)``.
-    """
+def _answer_inputs(samples: Samples) -> dict:
+    """Model inputs (with ``labels`` on the answer tokens only) for ``[prompt][answer]`` rows."""
     prompts = samples.prompts
     inputs = prompts.model_inputs()
     inputs["input_ids"] = torch.cat([prompts.input_ids, samples.completion_ids], dim=1)
@@ -196,7 +191,39 @@ def completion_logprobs(model, samples: Samples) -> torch.Tensor:
         inputs["mm_token_type_ids"] = torch.cat([prompts.mm_token_type_ids, torch.zeros_like(samples.completion_ids)], dim=1)
     labels = torch.full_like(inputs["input_ids"], -100)
     labels[:, prompts.input_ids.shape[1] :] = samples.completion_ids.masked_fill(samples.completion_mask == 0, -100)
-    out = model(**inputs, labels=labels, fused_lm_head=True, use_cache=False)
+    inputs["labels"] = labels
+    return inputs
+
+
+def _pad_right(t: torch.Tensor, width: int, value) -> torch.Tensor:
+    return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+
+def concat_sft_and_samples(sft: dict, samples: Samples, pad_token_id: int) -> tuple[dict, int]:
+    """One batch of the SFT rows followed by the ``[prompt][answer]`` rows of ``samples``
+    (padded on the right to a common width), for a single forward pass. Returns
+    ``(inputs, number of SFT rows)``."""
+    answers = _answer_inputs(samples)
+    width = max(sft["input_ids"].shape[1], answers["input_ids"].shape[1])
+    pads = {"input_ids": pad_token_id, "attention_mask": 0, "labels": -100, "mm_token_type_ids": 0}
+    out = {}
+    for name, value in pads.items():
+        if name in sft and name in answers:
+            out[name] = torch.cat([_pad_right(sft[name], width, value), _pad_right(answers[name], width, value)])
+    for name in ("pixel_values", "image_grid_thw"):
+        if sft.get(name) is not None:
+            out[name] = torch.cat([sft[name], answers[name]])
+    return out, sft["input_ids"].shape[0]
+
+
+def completion_logprobs(model, samples: Samples) -> torch.Tensor:
+    """Mean log-probability of each sampled answer's tokens under ``model``, with gradient.
+
+    Runs one forward pass over ``[prompt][answer]`` through the fused LM head that TRL's
+    ``SFTTrainer`` installs (``fused_lm_head=True``: per-token log-probabilities without the
+    ``(R, T, vocab)`` logits). Returns ``(R,)``.
+    """
+    out = model(**_answer_inputs(samples), fused_lm_head=True, use_cache=False)
     counts = samples.completion_mask.sum(dim=1).clamp(min=1).to(out.log_probs.dtype)
     return out.log_probs.sum(dim=1) / counts
 

@@ -30,7 +30,8 @@ from trl import SFTTrainer
 from rewards import score_answers
 
 from .collator import GROUNDING_KEYS
-from .sampling import completion_logprobs, prompts_from_sft_batch, sample_answers
+from .fast_sampler import StaticSampler
+from .sampling import completion_logprobs, concat_sft_and_samples, prompts_from_sft_batch, sample_answers
 
 __all__ = ["GroundingSFTTrainer", "advantages"]
 
@@ -62,19 +63,27 @@ class GroundingSFTTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._running_baseline: float | None = None
+        self._static_sampler = StaticSampler()
 
     # ---- loss -------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         truth = {k: inputs.pop(k) for k in GROUNDING_KEYS}
+        mode = "train" if self.model.training else "eval"
+        sampling = self._samples_this_step(mode)
+        if mode == "train" and sampling and not return_outputs and self._can_fuse():
+            return self._fused_loss(model, inputs, truth, num_items_in_batch)
         result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         lm_loss = result[0] if return_outputs else result
-        mode = "train" if self.model.training else "eval"
         self._metrics[mode]["lm_loss"].append(self._reduced(self._token_mean_lm_loss(lm_loss, inputs, num_items_in_batch)))
-        if not self._samples_this_step(mode):
+        if not sampling:
             return result
-        grounding = self._grounding_term(model, inputs, truth, mode)
-        if mode == "eval" or grounding is None:
+        samples, cost, k = self._sample_and_score(model, inputs, truth, mode)
+        if mode == "eval":
             return result
+        grounding = cost.mean()
+        if self.args.grounding_gradient == "policy_gradient":
+            grounding = grounding + self._policy_term(cost, k, completion_logprobs(model, samples))
+        self._update_baseline(cost, k)
         loss = lm_loss + grounding * self._grounding_scale(num_items_in_batch)
         return (loss, result[1]) if return_outputs else loss
 
@@ -83,14 +92,15 @@ class GroundingSFTTrainer(SFTTrainer):
             return False
         return mode == "eval" or self.state.global_step % self.args.sample_every_n_steps == 0
 
-    def _grounding_term(self, model, inputs, truth, mode):
-        """Sample, score, log; the grounding tensor (train) or None (eval: metrics only)."""
+    def _sample_and_score(self, model, inputs, truth, mode):
+        """Sample K answers per prompt (greedy, K = 1 in eval), score them, log the metrics.
+        Returns ``(samples, cost (R,), k)``."""
         args = self.args
         tokenizer = self.processing_class.tokenizer
         k = args.samples_per_prompt if mode == "train" else 1
         prompts = prompts_from_sft_batch(inputs, tokenizer.pad_token_id)
         start = time.perf_counter()
-        samples = sample_answers(
+        samples = self._sample(
             self.accelerator.unwrap_model(model),
             prompts,
             tokenizer,
@@ -98,27 +108,77 @@ class GroundingSFTTrainer(SFTTrainer):
             temperature=args.sample_temperature,
             max_new_tokens=args.sample_max_new_tokens,
             do_sample=mode == "train",
+            min_new_tokens=args.sample_min_new_tokens,
         )
         sample_seconds = time.perf_counter() - start
         gts = [g for g in truth["gt_boxes"] for _ in range(k)]
         classes = [c for c in truth["query_class"] for _ in range(k)] if args.label_aware_matching else None
         scored = score_answers(samples.texts, gts, args.iou_threshold, args.match_method, query_labels=classes)
         weights = (args.iou_loss_weight, args.fp_loss_weight, args.fn_loss_weight)
-        device = inputs["input_ids"].device
-        cost = torch.tensor([s.terms.cost(*weights) for s in scored], dtype=torch.float32, device=device)
+        cost = torch.tensor([s.terms.cost(*weights) for s in scored], dtype=torch.float32, device=inputs["input_ids"].device)
         self._log_grounding(mode, scored, cost, samples, sample_seconds)
-        if mode == "eval":
-            return None
-        grounding = cost.mean()
-        if args.grounding_gradient == "policy_gradient":
-            adv = advantages(cost, k, self._running_baseline)
-            logp = completion_logprobs(model, samples)
-            grounding = grounding + (adv.to(logp.dtype) * (logp - logp.detach())).mean()
+        return samples, cost, k
+
+    def _sample(self, model, prompts, tokenizer, **kwargs):
+        if self.args.sampler == "static":
+            return self._static_sampler.sample(model, prompts, tokenizer, **kwargs)
+        return sample_answers(model, prompts, tokenizer, **kwargs)
+
+    def _policy_term(self, cost: torch.Tensor, k: int, logp: torch.Tensor) -> torch.Tensor:
+        """``mean(A_i * (logp_i - stopgrad(logp_i)))``: value 0, REINFORCE gradient."""
+        adv = advantages(cost, k, self._running_baseline).to(logp.dtype)
+        return (adv * (logp - logp.detach())).mean()
+
+    def _update_baseline(self, cost: torch.Tensor, k: int) -> None:
         if k == 1:
-            m = args.baseline_momentum
-            batch_mean = float(cost.mean())
+            m, batch_mean = self.args.baseline_momentum, float(cost.mean())
             self._running_baseline = batch_mean if self._running_baseline is None else m * self._running_baseline + (1 - m) * batch_mean
-        return grounding
+
+    # ---- one forward for the SFT rows and the sampled rows ----------------------------
+    def _can_fuse(self) -> bool:
+        """The fused pass mirrors SFTTrainer's default loss (token-mean NLL through the fused
+        LM head); any other loss setting takes the two-pass route."""
+        return (
+            self.args.fuse_logprob_pass
+            and self.args.grounding_gradient == "policy_gradient"
+            and self.compute_loss_func is None
+            and self.label_smoother is None
+            and self.args.loss_type == "nll"
+            and not self.aux_loss_enabled
+        )
+
+    def _fused_loss(self, model, inputs, truth, num_items_in_batch):
+        """``lm_loss + grounding`` with the answers' log-probabilities from the same forward
+        pass as the SFT rows (one pass over ``B + R`` rows instead of two)."""
+        samples, cost, k = self._sample_and_score(model, inputs, truth, "train")
+        combined, n_sft = concat_sft_and_samples(inputs, samples, self.processing_class.tokenizer.pad_token_id)
+        outputs = model(**combined, use_cache=False, fused_lm_head=True)
+        sft_log_probs = outputs.log_probs[:n_sft]
+        sft_mask = outputs.label_mask[:n_sft]
+        denom = sft_mask.sum() if num_items_in_batch is None else num_items_in_batch
+        lm_loss = -sft_log_probs.sum() / torch.as_tensor(denom).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            lm_loss = lm_loss * (self.accelerator.num_processes // self.get_tp_size())
+        self._log_sft_metrics(outputs, n_sft, inputs)
+        self._metrics["train"]["lm_loss"].append(self._reduced(self._token_mean_lm_loss(lm_loss, inputs, num_items_in_batch)))
+        counts = samples.completion_mask.sum(dim=1).clamp(min=1).to(outputs.log_probs.dtype)
+        logp = outputs.log_probs[n_sft:].sum(dim=1) / counts
+        grounding = cost.mean() + self._policy_term(cost, k, logp)
+        self._update_baseline(cost, k)
+        return lm_loss + grounding * self._grounding_scale(num_items_in_batch)
+
+    def _log_sft_metrics(self, outputs, n_sft: int, inputs) -> None:
+        """TRL's ``entropy``, ``mean_token_accuracy`` and ``num_tokens`` for the SFT rows."""
+        gather = self.accelerator.gather_for_metrics
+        num_valid = gather(outputs.label_mask[:n_sft].sum()).sum()
+        if outputs.entropy is not None:
+            entropy = gather(outputs.entropy[:n_sft].detach().sum()).sum()
+            self._metrics["train"]["entropy"].append((entropy / num_valid).item() if num_valid > 0 else 0.0)
+        if outputs.is_top1 is not None:
+            correct = gather(outputs.is_top1[:n_sft].sum()).sum()
+            self._metrics["train"]["mean_token_accuracy"].append((correct / num_valid).item() if num_valid > 0 else 0.0)
+        self._total_train_tokens += gather(inputs["attention_mask"].sum()).sum().item() // self._tp_size
+        self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
 
     def _loss_is_scaled_for_ga(self, num_items_in_batch) -> bool:
         """Whether ``Trainer.training_step`` will leave the loss undivided by the
