@@ -19,6 +19,7 @@ constants, the seed's literal behaviour, whose gradient is plain SFT's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -34,6 +35,17 @@ from .fast_sampler import StaticSampler
 from .sampling import completion_logprobs, concat_sft_and_samples, prompts_from_sft_batch, sample_answers
 
 __all__ = ["GroundingSFTTrainer", "advantages"]
+
+
+def sampling_autocast(args, device):
+    """Mixed precision for sampling. The unwrapped model has no autocast wrapper, and without
+    one a QLoRA model (whose norms k-bit preparation keeps in fp32) would decode in fp32.
+    The autocast cache is off: casts made under ``no_grad`` (and inside a CUDA graph) must
+    never be reused by the training forward."""
+    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    if dtype is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
 
 
 def advantages(cost: torch.Tensor, k: int, running_baseline: float | None) -> torch.Tensor:
@@ -120,9 +132,10 @@ class GroundingSFTTrainer(SFTTrainer):
         return samples, cost, k
 
     def _sample(self, model, prompts, tokenizer, **kwargs):
-        if self.args.sampler == "static":
-            return self._static_sampler.sample(model, prompts, tokenizer, **kwargs)
-        return sample_answers(model, prompts, tokenizer, **kwargs)
+        with sampling_autocast(self.args, prompts.input_ids.device):
+            if self.args.sampler == "static":
+                return self._static_sampler.sample(model, prompts, tokenizer, **kwargs)
+            return sample_answers(model, prompts, tokenizer, **kwargs)
 
     def _policy_term(self, cost: torch.Tensor, k: int, logp: torch.Tensor) -> torch.Tensor:
         """``mean(A_i * (logp_i - stopgrad(logp_i)))``: value 0, REINFORCE gradient."""

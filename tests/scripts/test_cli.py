@@ -28,3 +28,14 @@ def test_checker_reports_bad_data_without_traceback(tmp_path):
 def test_sft_script_rejects_a_bad_config_before_loading(tmp_path):
     r = run("scripts/sft_ground.py", "--config", "configs/qlora.yaml", "--lora-r", "-3", "--output-dir", str(tmp_path))
     assert r.returncode == 2 and "lora_r" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_step_benchmark_runs_in_smoke_mode(tmp_path):
+    out = tmp_path / "step.json"
+    r = run("scripts/bench_step.py", "--smoke", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    for key in ("sft_step_s", "hybrid_step_s", "hybrid_step_k4_s", "generate_ms_per_token", "sampler_ms_per_token",
+                "sft_peak_gb", "hybrid_peak_gb", "greedy_token_agreement"):
+        assert key in result
+    assert result["greedy_token_agreement"] == 1.0
