@@ -12,7 +12,10 @@ and transformers does not compile the decode step of a bitsandbytes model. This 
 3. samples outside the graph with the exact arithmetic of ``generate`` (temperature, then
    ``softmax`` + ``multinomial``; ``argmax`` when greedy), suppressing the image tokens and,
    before ``min_new_tokens``, the end tokens;
-4. stops as soon as every row has ended (checked every few tokens, to avoid a sync per step).
+4. on a QLoRA model, runs the decode step's 4-bit linears through a kernel that reads the
+   NF4 codes directly (:mod:`trl_ground.nf4_decode`) instead of dequantizing every weight
+   to bf16 for every token;
+5. stops as soon as every row has ended (checked every few tokens, to avoid a sync per step).
 
 Graphs hold pointers to the weights: LoRA weights updated in place by the optimizer stay
 valid, so a graph is captured once per shape and reused for the whole run.
@@ -20,12 +23,14 @@ valid, so a graph is captured once per shape and reused for the whole run.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
 
 import torch
 
+from .nf4_decode import fast_nf4_decode
 from .sampling import PromptBatch, Samples, completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
 
 __all__ = ["StaticSampler"]
@@ -79,9 +84,10 @@ class StaticSampler:
         bucket: cache lengths are rounded up to a multiple of this.
     """
 
-    def __init__(self, use_cuda_graph: bool = True, bucket: int = 128):
+    def __init__(self, use_cuda_graph: bool = True, bucket: int = 128, nf4_kernel: bool = True):
         self.use_cuda_graph = use_cuda_graph
         self.bucket = bucket
+        self.nf4_kernel = nf4_kernel
         self._states: dict[tuple, _DecodeState] = {}
 
     # ---- public ----------------------------------------------------------------------
@@ -100,7 +106,8 @@ class StaticSampler:
         base = _base_model(model)
         eos = eos_ids_of(base, tokenizer)
         rows = prompts.repeat(k)
-        with torch.no_grad(), eval_mode(model):
+        fast_linear = fast_nf4_decode(base) if self.nf4_kernel and rows.input_ids.is_cuda else contextlib.nullcontext()
+        with torch.no_grad(), eval_mode(model), fast_linear:
             tokens = self._decode(base, rows, tokenizer, eos, temperature, max_new_tokens, do_sample, min_new_tokens)
         mask, truncated = completion_mask_until_eos(tokens, eos)
         tokens = tokens.masked_fill(mask == 0, tokenizer.pad_token_id)

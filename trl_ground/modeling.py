@@ -13,7 +13,7 @@ import logging
 
 import torch
 
-__all__ = ["count_parameters", "load_model", "load_processor", "lora_target_modules"]
+__all__ = ["count_parameters", "load_model", "load_processor", "lora_target_modules", "prepare_quantized_for_training"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +81,26 @@ def load_model(model_args, gradient_checkpointing: bool = True, device_map=None)
     model = AutoModelForImageTextToText.from_pretrained(model_args.model, **kwargs)
 
     if model_args.load_in_4bit:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
+        prepare_quantized_for_training(model, gradient_checkpointing)
     if model_args.use_lora:
         model = _add_lora(model, model_args)
     _log_trainable(model)
+    return model
+
+
+def prepare_quantized_for_training(model, gradient_checkpointing: bool = True):
+    """Freeze a 4-bit model and turn on gradient checkpointing, keeping every dtype.
+
+    PEFT's ``prepare_model_for_kbit_training`` also upcasts every non-quantized weight to
+    fp32; for Qwen3-VL-8B that is the 1.2 B-parameter embedding and LM head: +5 GB, and an
+    fp32 LM head read at every step and every sampled token (measured in BENCHMARKS.md).
+    LoRA weights stay fp32 (PEFT's default) and the compute runs under bf16 autocast.
+    """
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     return model
 
 
