@@ -45,7 +45,9 @@ def nf4_state(weight) -> dict:
         absmax = F.dequantize_blockwise(qs.absmax, qs.state2) + qs.offset
     n, k = qs.shape
     state = {
-        "packed": weight.data.reshape(-1),
+        # The codes may be stored in another dtype (``bnb_4bit_quant_storage``, e.g. bf16
+        # for FSDP): the kernel reads bytes.
+        "packed": weight.data.contiguous().view(torch.uint8).reshape(-1),
         "absmax": absmax.float().contiguous(),
         "code": qs.code.float().contiguous(),
         "n": int(n),
