@@ -222,7 +222,7 @@ def main(argv=None) -> dict:
     result["sampler_ms_per_token"] = round(1000 * med / args.new_tokens, 3)
     from trl_ground.nf4_decode import KERNEL_CHECKS
 
-    result["nf4_kernel_checks"] = {f"{n}x{k}": round(err, 6) for (n, k), err in KERNEL_CHECKS.items()}
+    result["nf4_kernel_checks"] = {f"N{n}xK{k}xM{m}": {a: round(b, 6) if isinstance(b, float) else b for a, b in c.items()} for (n, k, m), c in KERNEL_CHECKS.items()}
     plain = StaticSampler(nf4_kernel=False)
 
     def sample_plain():

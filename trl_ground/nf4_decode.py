@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 import torch
 
@@ -69,33 +70,50 @@ def dequantize_nf4_reference(state: dict) -> torch.Tensor:
     return (values * scales[: values.numel()]).reshape(state["n"], state["k"])
 
 
+_AUTOTUNE = [
+    # (BLOCK_N, BLOCK_K, SPLIT_TARGET programs, num_warps)
+    (32, 128, 1024, 4), (64, 128, 1024, 4), (64, 256, 512, 4), (128, 128, 512, 8),
+    (128, 256, 256, 8), (32, 256, 2048, 2), (16, 256, 2048, 2),
+]
+
+
 def _kernel():
     import triton
     import triton.language as tl
 
+    @triton.autotune(
+        configs=[triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_TARGET": st}, num_warps=w) for bn, bk, st, w in _AUTOTUNE],
+        key=["M", "N", "K"],
+        reset_to_zero=["y_ptr"],
+    )
     @triton.jit
     def nf4_matmul(
-        x_ptr, packed_ptr, absmax_ptr, code_ptr, y_ptr, M, N, K, stride_xm, k_per_split,
+        x_ptr, packed_ptr, absmax_ptr, code_ptr, y_ptr, M, N, K, stride_xm,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCKSIZE: tl.constexpr,
+        SPLIT_TARGET: tl.constexpr,
     ):
         pid_n = tl.program_id(0)
         pid_k = tl.program_id(1)
+        n_splits = tl.num_programs(1)
+        tiles_k = K // BLOCK_K
+        tiles_per_split = tl.cdiv(tiles_k, n_splits)
         offs_m = tl.arange(0, BLOCK_M)
         offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         half = tl.arange(0, BLOCK_K // 2)
+        offs_k = tl.arange(0, BLOCK_K)
         m_mask = offs_m < M
         n_mask = offs_n < N
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        k_start = pid_k * k_per_split
-        for k0 in range(k_start, k_start + k_per_split, BLOCK_K):
+        for t in range(pid_k * tiles_per_split, tl.minimum((pid_k + 1) * tiles_per_split, tiles_k)):
+            k0 = t * BLOCK_K
             byte = tl.load(packed_ptr + offs_n[:, None] * (K // 2) + (k0 // 2 + half)[None, :], mask=n_mask[:, None], other=0)
             byte = byte.to(tl.int32)
             hi = tl.load(code_ptr + (byte >> 4))
             lo = tl.load(code_ptr + (byte & 0xF))
             w = tl.interleave(hi, lo)  # (BLOCK_N, BLOCK_K) in k order
-            scale = tl.load(absmax_ptr + offs_n * (K // BLOCKSIZE) + k0 // BLOCKSIZE, mask=n_mask, other=0.0)
-            w = (w * scale[:, None]).to(tl.bfloat16)
-            x = tl.load(x_ptr + offs_m[:, None] * stride_xm + (k0 + tl.arange(0, BLOCK_K))[None, :], mask=m_mask[:, None], other=0.0)
+            scale = tl.load(absmax_ptr + offs_n[:, None] * (K // BLOCKSIZE) + ((k0 + offs_k) // BLOCKSIZE)[None, :], mask=n_mask[:, None], other=0.0)
+            w = (w * scale).to(tl.bfloat16)
+            x = tl.load(x_ptr + offs_m[:, None] * stride_xm + (k0 + offs_k)[None, :], mask=m_mask[:, None], other=0.0)
             acc += tl.dot(x, tl.trans(w))
         tl.atomic_add(y_ptr + offs_m[:, None] * N + offs_n[None, :], acc, mask=m_mask[:, None] & n_mask[None, :])
 
@@ -105,29 +123,28 @@ def _kernel():
 _KERNEL = None
 
 
-def nf4_linear(x: torch.Tensor, state: dict, block_n: int = 64, target_programs: int = 1024) -> torch.Tensor:
+def nf4_linear(x: torch.Tensor, state: dict) -> torch.Tensor:
     """``x (M, K) @ W^T`` for an NF4 weight ``W (N, K)``; returns ``(M, N)`` in ``x.dtype``.
 
-    One program per ``block_n`` output columns and K slice (split-K, summed with atomics in
-    fp32), so that even a 4096-wide layer fills the GPU. ``M`` is at most 64.
+    Programs cover ``BLOCK_N`` output columns and a slice of K (split-K, summed with fp32
+    atomics) so that a 4096-wide layer still fills the GPU; tile sizes are autotuned per
+    shape. ``M`` is at most 64.
     """
     global _KERNEL
     if _KERNEL is None:
         _KERNEL = _kernel()
     m, k = x.shape
-    n, blocksize = state["n"], state["blocksize"]
-    block_k = blocksize  # one absmax per row of a tile
-    tiles_k = k // block_k
-    n_blocks = (n + block_n - 1) // block_n
-    split = max(1, min(tiles_k, target_programs // n_blocks))
-    while tiles_k % split:
-        split -= 1
+    n = state["n"]
     block_m = max(16, 1 << (m - 1).bit_length())
     y = torch.zeros((m, n), dtype=torch.float32, device=x.device)
     xb = x.to(torch.bfloat16).contiguous()
-    _KERNEL[(n_blocks, split)](
-        xb, state["packed"], state["absmax"], state["code"], y, m, n, k, xb.stride(0), (tiles_k // split) * block_k,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, BLOCKSIZE=blocksize,
+
+    def grid(meta):
+        n_blocks = (n + meta["BLOCK_N"] - 1) // meta["BLOCK_N"]
+        return (n_blocks, max(1, min(k // meta["BLOCK_K"], meta["SPLIT_TARGET"] // n_blocks)))
+
+    _KERNEL[grid](
+        xb, state["packed"], state["absmax"], state["code"], y, m, n, k, xb.stride(0), BLOCK_M=block_m, BLOCKSIZE=state["blocksize"]
     )
     return y.to(x.dtype)
 
@@ -143,26 +160,42 @@ def _supported(module) -> bool:
     )
 
 
-# (N, K) -> relative error of the kernel against bitsandbytes on the first input seen.
-KERNEL_CHECKS: dict[tuple[int, int], float] = {}
+# (N, K, M) -> {"rel_error", "kernel_us", "bnb_us", "used"}: the kernel against
+# bitsandbytes on the first input of each shape.
+KERNEL_CHECKS: dict[tuple[int, int, int], dict] = {}
 _MAX_REL_ERROR = 1e-2
 
 
+def _time_us(fn, reps: int = 20) -> float:
+    fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    torch.cuda.synchronize()
+    return 1e6 * (time.perf_counter() - start) / reps
+
+
 def _checked(key, x2d, state, original, x) -> bool:
-    """Compare the kernel with bitsandbytes once per weight shape (an eager step: the first
-    decode step always runs eagerly before a CUDA graph is captured)."""
+    """Once per shape (in an eager step: the first decode step always runs eagerly before a
+    CUDA graph is captured), check the kernel against bitsandbytes and time both; the
+    kernel is used only where it is right and faster."""
     if key not in KERNEL_CHECKS:
         try:
             ours = nf4_linear(x2d, state).float()
         except Exception as err:  # noqa: BLE001 - e.g. Triton missing or failing to compile: keep bitsandbytes
             logger.warning("NF4 decode kernel unavailable (%s); using bitsandbytes", err)
-            KERNEL_CHECKS[key] = float("inf")
+            KERNEL_CHECKS[key] = {"rel_error": float("inf"), "used": False}
             return False
         ref = original(x).reshape(ours.shape).float()
-        KERNEL_CHECKS[key] = float((ours - ref).norm() / ref.norm().clamp(min=1e-12))
-        if KERNEL_CHECKS[key] > _MAX_REL_ERROR:
-            logger.warning("NF4 decode kernel disagrees with bitsandbytes for %s (rel. error %.2e); not used", key, KERNEL_CHECKS[key])
-    return KERNEL_CHECKS[key] <= _MAX_REL_ERROR
+        check = {"rel_error": float((ours - ref).norm() / ref.norm().clamp(min=1e-12))}
+        check["kernel_us"] = _time_us(lambda: nf4_linear(x2d, state))
+        check["bnb_us"] = _time_us(lambda: original(x))
+        check["used"] = check["rel_error"] <= _MAX_REL_ERROR and check["kernel_us"] < check["bnb_us"]
+        if check["rel_error"] > _MAX_REL_ERROR:
+            logger.warning("NF4 decode kernel disagrees with bitsandbytes for %s (rel. error %.2e); not used", key, check["rel_error"])
+        KERNEL_CHECKS[key] = check
+    return KERNEL_CHECKS[key]["used"]
 
 
 def _patched_forward(module, original, max_rows: int):
@@ -172,7 +205,7 @@ def _patched_forward(module, original, max_rows: int):
             return original(x, *args, **kwargs)
         state = nf4_state(module.weight)
         x2d = x.reshape(rows, x.shape[-1])
-        if not _checked((state["n"], state["k"]), x2d, state, original, x):
+        if not _checked((state["n"], state["k"], rows), x2d, state, original, x):
             return original(x, *args, **kwargs)
         y = nf4_linear(x2d, state)
         if module.bias is not None:
