@@ -103,6 +103,9 @@ class GroundingSFTConfig(SFTConfig):
         default="static",
         metadata={"help": "'static': static KV cache + CUDA-graph decode step; 'generate': plain model.generate."},
     )
+    sampler_nf4_kernel: bool = field(
+        default=False, metadata={"help": "Experimental: Triton NF4 matmul in the decode step (slower today, see BENCHMARKS.md)."}
+    )
     fuse_logprob_pass: bool = field(
         default=True, metadata={"help": "Score the sampled answers in the same forward pass as the SFT rows."}
     )

@@ -12,9 +12,9 @@ and transformers does not compile the decode step of a bitsandbytes model. This 
 3. samples outside the graph with the exact arithmetic of ``generate`` (temperature, then
    ``softmax`` + ``multinomial``; ``argmax`` when greedy), suppressing the image tokens and,
    before ``min_new_tokens``, the end tokens;
-4. on a QLoRA model, runs the decode step's 4-bit linears through a kernel that reads the
-   NF4 codes directly (:mod:`trl_ground.nf4_decode`) instead of dequantizing every weight
-   to bf16 for every token;
+4. optionally (``nf4_kernel``), runs the decode step's 4-bit linears through a kernel that
+   reads the NF4 codes directly (:mod:`trl_ground.nf4_decode`) instead of dequantizing every
+   weight to bf16 for every token; off by default until it beats bitsandbytes;
 5. stops as soon as every row has ended (checked every few tokens, to avoid a sync per step).
 
 Graphs hold pointers to the weights: LoRA weights updated in place by the optimizer stay
@@ -82,9 +82,11 @@ class StaticSampler:
     Args:
         use_cuda_graph: capture the decode step when the model is on CUDA.
         bucket: cache lengths are rounded up to a multiple of this.
+        nf4_kernel: route the decode step's 4-bit linears through :mod:`trl_ground.nf4_decode`
+            (off by default: measured slower than bitsandbytes' dequantize + matmul, BENCHMARKS.md).
     """
 
-    def __init__(self, use_cuda_graph: bool = True, bucket: int = 128, nf4_kernel: bool = True):
+    def __init__(self, use_cuda_graph: bool = True, bucket: int = 128, nf4_kernel: bool = False):
         self.use_cuda_graph = use_cuda_graph
         self.bucket = bucket
         self.nf4_kernel = nf4_kernel

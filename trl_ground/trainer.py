@@ -75,7 +75,7 @@ class GroundingSFTTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._running_baseline: float | None = None
-        self._static_sampler = StaticSampler()
+        self._static_sampler = StaticSampler(nf4_kernel=self.args.sampler_nf4_kernel)
 
     # ---- loss -------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
