@@ -62,6 +62,7 @@ def run_sft(data_args, model_args, config) -> GroundingSFTTrainer:
     ensure_demo_assets(data_args, model_args)
     trainer = build_trainer(data_args, model_args, config)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_state()  # trainer_state.json (the log history) in output_dir
     final = save_final(trainer, trainer.processing_class, config.output_dir)
     if model_args.use_lora and trainer.accelerator.is_main_process:
         merged = merge_adapters(model_args.model, final, Path(config.output_dir) / "final_merged")

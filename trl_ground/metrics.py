@@ -1,0 +1,103 @@
+"""Detection metrics over a set of grounding answers (numpy only).
+
+Inputs are per-example :class:`Example` s: the queried class, ground-truth boxes, predicted
+boxes with confidences, all xyxy in [0, 1].
+
+- Precision / recall / F1 / mean IoU: per-example one-to-one matching from ``rewards``
+  (Hungarian, IoU >= threshold), summed over examples (micro average).
+- AP: COCO's definition per class (detections of all examples ranked by confidence, each
+  matched greedily in that order to the unmatched ground-truth box of highest IoU, 101-point
+  interpolated precision), averaged over the classes that have ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rewards import grounding_terms, iou_matrix
+
+__all__ = ["Example", "average_precision", "count_metrics", "mean_average_precision"]
+
+_RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+
+
+@dataclass
+class Example:
+    """One answered query. Boxes ``(N, 4)`` / ``(M, 4)`` xyxy in [0, 1]; ``scores (N,)``."""
+
+    key: str
+    cls: str
+    gt: np.ndarray
+    pred: np.ndarray
+    scores: np.ndarray
+    mode: str = "primary"
+    is_unique: bool | None = None
+    valid_json: bool = True
+    truncated: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def count_metrics(examples: list[Example], iou_threshold: float = 0.5) -> dict:
+    """Micro-averaged precision, recall, F1 and the mean IoU of matched pairs."""
+    tp = fp = fn = 0
+    iou_sum = 0.0
+    for ex in examples:
+        t = grounding_terms(ex.pred, ex.gt, iou_threshold=iou_threshold)
+        tp += t.n_matched
+        fp += int(t.fp)
+        fn += int(t.fn)
+        iou_sum += t.mean_iou * t.n_matched
+    precision = tp / (tp + fp) if tp + fp else (1.0 if tp + fn == 0 else 0.0)
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "mean_iou": iou_sum / tp if tp else 0.0,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
+
+
+def average_precision(examples: list[Example], iou_threshold: float = 0.5) -> float | None:
+    """COCO AP of one class over ``examples``; None when there is no ground truth."""
+    n_gt = sum(len(ex.gt) for ex in examples)
+    if n_gt == 0:
+        return None
+    detections = []  # (score, example index, box index)
+    for e, ex in enumerate(examples):
+        for b, score in enumerate(ex.scores):
+            detections.append((-float(score), e, b))
+    if not detections:
+        return 0.0
+    detections.sort(key=lambda d: d[0])  # stable: ties keep example order, as COCO's mergesort
+    used = [np.zeros(len(ex.gt), dtype=bool) for ex in examples]
+    ious = [iou_matrix(ex.pred, ex.gt) for ex in examples]
+    is_tp = np.zeros(len(detections))
+    for i, (_, e, b) in enumerate(detections):
+        row = np.where(used[e], -1.0, ious[e][b]) if len(examples[e].gt) else np.zeros(0)
+        if row.size and row.max() >= iou_threshold:
+            used[e][int(row.argmax())] = True
+            is_tp[i] = 1.0
+    tp = np.cumsum(is_tp)
+    fp = np.cumsum(1.0 - is_tp)
+    recall = tp / n_gt
+    precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # monotone, as COCO
+    idx = np.searchsorted(recall, _RECALL_POINTS, side="left")
+    sampled = np.where(idx < len(precision), precision[np.minimum(idx, len(precision) - 1)], 0.0)
+    return float(sampled.mean())
+
+
+def mean_average_precision(examples: list[Example], iou_threshold: float = 0.5) -> tuple[float, dict]:
+    """``(mean over classes with ground truth, {class: AP})``."""
+    per_class = {}
+    for cls in sorted({ex.cls for ex in examples}):
+        ap = average_precision([ex for ex in examples if ex.cls == cls], iou_threshold)
+        if ap is not None:
+            per_class[cls] = ap
+    return (float(np.mean(list(per_class.values()))) if per_class else 0.0), per_class
