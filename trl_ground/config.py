@@ -24,6 +24,8 @@ __all__ = [
     "GRADIENT_MODES",
     "GroundingParser",
     "GroundingSFTConfig",
+    "GroundingScoreArguments",
+    "SeedTrainingDefaults",
     "ModelArguments",
     "parse_sft_args",
     "resolve_learning_rate",
@@ -71,10 +73,10 @@ class ModelArguments:
 
 
 @dataclass
-class GroundingSFTConfig(SFTConfig):
-    """``trl.SFTConfig`` with the seed's defaults and the grounding loss settings."""
+class SeedTrainingDefaults:
+    """The seed's training defaults and flag names (aliases), shared by the SFT and GRPO
+    configs; listed before TRL's config in the bases so that these fields win."""
 
-    output_dir: str = field(default="runs/sft_ground", metadata={"help": "Where checkpoints and final models go."})
     per_device_train_batch_size: int = field(default=2, metadata={"help": "Batch size per device.", "aliases": ["--batch-size", "--batch_size"]})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs.", "aliases": ["--epochs"]})
     learning_rate: float | None = field(
@@ -83,12 +85,55 @@ class GroundingSFTConfig(SFTConfig):
     gradient_accumulation_steps: int = field(default=4, metadata={"help": "Gradient accumulation steps."})
     save_steps: float = field(default=100, metadata={"help": "Save a checkpoint every N steps."})
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
-    max_length: int | None = field(default=2048, metadata={"help": "Maximum tokens per example (prompt + answer)."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep gt_boxes/class for the loss (must stay False)."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep gt_boxes/class for the scores (must stay False)."})
+
+    def _check_seed_defaults(self) -> None:
+        """Validate, then fill what TRL's ``__post_init__`` expects (call before it)."""
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.remove_unused_columns:
+            raise ValueError("remove_unused_columns must stay False: the scores read the gt_boxes and class columns")
+        if self.per_device_train_batch_size < 1:
+            raise ValueError(f"per_device_train_batch_size must be >= 1, got {self.per_device_train_batch_size}")
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = _bf16_available()  # TRL would turn it on everywhere; a CPU run would then fail
+        if self.learning_rate is None:
+            self.learning_rate = 2e-4  # placeholder until resolve_learning_rate knows about LoRA
+            self._learning_rate_defaulted = True
+
+
+@dataclass
+class GroundingScoreArguments:
+    """How an answer is scored: ``cost = a*iou_loss + b*fp + c*fn`` after matching (the
+    hybrid loss; the GRPO grounding reward is its negative)."""
 
     iou_loss_weight: float = field(default=1.0, metadata={"help": "Weight a of iou_loss in the per-sample cost."})
     fp_loss_weight: float = field(default=0.5, metadata={"help": "Weight b of false positives."})
     fn_loss_weight: float = field(default=1.0, metadata={"help": "Weight c of false negatives."})
+    iou_threshold: float = field(default=0.5, metadata={"help": "IoU at which a predicted box matches."})
+    match_method: str = field(default="hungarian", metadata={"help": f"One of {MATCH_METHODS}."})
+    label_aware_matching: bool = field(default=False, metadata={"help": "A box labelled with another class cannot match."})
+
+    def _check_scores(self) -> None:
+        if self.match_method not in MATCH_METHODS:
+            raise ValueError(f"match_method must be one of {MATCH_METHODS}, got {self.match_method!r}")
+        for name in ("iou_loss_weight", "fp_loss_weight", "fn_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must lie in [0, 1], got {self.iou_threshold}")
+
+    @property
+    def score_weights(self) -> tuple[float, float, float]:
+        return (self.iou_loss_weight, self.fp_loss_weight, self.fn_loss_weight)
+
+
+@dataclass
+class GroundingSFTConfig(GroundingScoreArguments, SeedTrainingDefaults, SFTConfig):
+    """``trl.SFTConfig`` with the seed's defaults and the grounding loss settings."""
+
+    output_dir: str = field(default="runs/sft_ground", metadata={"help": "Where checkpoints and final models go."})
+    max_length: int | None = field(default=2048, metadata={"help": "Maximum tokens per example (prompt + answer)."})
     grounding_loss: bool = field(default=True, metadata={"help": "Add the grounding terms (off: plain SFT)."})
     grounding_gradient: str = field(
         default="policy_gradient",
@@ -109,9 +154,6 @@ class GroundingSFTConfig(SFTConfig):
     fuse_logprob_pass: bool = field(
         default=True, metadata={"help": "Score the sampled answers in the same forward pass as the SFT rows."}
     )
-    iou_threshold: float = field(default=0.5, metadata={"help": "IoU at which a predicted box matches."})
-    match_method: str = field(default="hungarian", metadata={"help": f"One of {MATCH_METHODS}."})
-    label_aware_matching: bool = field(default=False, metadata={"help": "A box labelled with another class cannot match."})
     baseline_momentum: float = field(default=0.9, metadata={"help": "Running-mean baseline momentum (used when K = 1)."})
 
     def __post_init__(self):
@@ -119,31 +161,17 @@ class GroundingSFTConfig(SFTConfig):
             raise ValueError(f"grounding_gradient must be one of {GRADIENT_MODES}, got {self.grounding_gradient!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.match_method not in MATCH_METHODS:
-            raise ValueError(f"match_method must be one of {MATCH_METHODS}, got {self.match_method!r}")
-        for name in ("iou_loss_weight", "fp_loss_weight", "fn_loss_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.sample_min_new_tokens <= self.sample_max_new_tokens:
             raise ValueError("sample_min_new_tokens must lie in [0, sample_max_new_tokens]")
-        for name in ("samples_per_prompt", "sample_max_new_tokens", "sample_every_n_steps", "per_device_train_batch_size"):
+        for name in ("samples_per_prompt", "sample_max_new_tokens", "sample_every_n_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.sample_temperature <= 0:
             raise ValueError(f"sample_temperature must be > 0, got {self.sample_temperature}")
-        if not 0.0 <= self.iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must lie in [0, 1], got {self.iou_threshold}")
         if not 0.0 <= self.baseline_momentum < 1.0:
             raise ValueError(f"baseline_momentum must lie in [0, 1), got {self.baseline_momentum}")
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.remove_unused_columns:
-            raise ValueError("remove_unused_columns must stay False: the loss reads the gt_boxes and class columns")
-        if self.bf16 is None and not self.fp16:
-            self.bf16 = _bf16_available()  # TRL would turn it on everywhere; a CPU run would then fail
-        if self.learning_rate is None:
-            self.learning_rate = 2e-4  # placeholder until resolve_learning_rate knows about LoRA
-            self._learning_rate_defaulted = True
+        self._check_scores()
+        self._check_seed_defaults()
         super().__post_init__()
 
 
@@ -184,7 +212,8 @@ class GroundingParser(TrlParser):
 
 
 def parse_sft_args(argv=None, config_class=GroundingSFTConfig):
-    """Parse ``argv`` (default ``sys.argv[1:]``) into ``(data_args, model_args, config)``.
+    """Parse ``argv`` (default ``sys.argv[1:]``) into ``(data_args, model_args, config)``
+    (``config_class`` is :class:`GroundingSFTConfig` or the GRPO one).
 
     Raises ``ValueError`` (unknown keys, impossible values) before any model is loaded.
     """

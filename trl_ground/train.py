@@ -13,7 +13,7 @@ from .export import merge_adapters, save_final
 from .modeling import load_model, load_processor
 from .trainer import GroundingSFTTrainer
 
-__all__ = ["ensure_demo_assets", "run_sft"]
+__all__ = ["build_trainer", "ensure_demo_assets", "finish_run", "run_sft"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,16 @@ def run_sft(data_args, model_args, config) -> GroundingSFTTrainer:
     ensure_demo_assets(data_args, model_args)
     trainer = build_trainer(data_args, model_args, config)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    finish_run(trainer, model_args, config.output_dir)
+    return trainer
+
+
+def finish_run(trainer, model_args, output_dir) -> None:
+    """After training: ``trainer_state.json``, ``final/`` and (with LoRA) ``final_merged/``."""
     trainer.save_state()  # trainer_state.json (the log history) in output_dir
-    final = save_final(trainer, trainer.processing_class, config.output_dir)
+    final = save_final(trainer, trainer.processing_class, output_dir)
     if model_args.use_lora and trainer.accelerator.is_main_process:
-        merged = merge_adapters(model_args.model, final, Path(config.output_dir) / "final_merged")
+        merged = merge_adapters(model_args.model, final, Path(output_dir) / "final_merged")
         print(f"merged 16-bit model: {merged}", flush=True)
     trainer.accelerator.wait_for_everyone()
     print(f"adapters / model: {final}", flush=True)
-    return trainer

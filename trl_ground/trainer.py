@@ -126,8 +126,7 @@ class GroundingSFTTrainer(SFTTrainer):
         gts = [g for g in truth["gt_boxes"] for _ in range(k)]
         classes = [c for c in truth["query_class"] for _ in range(k)] if args.label_aware_matching else None
         scored = score_answers(samples.texts, gts, args.iou_threshold, args.match_method, query_labels=classes)
-        weights = (args.iou_loss_weight, args.fp_loss_weight, args.fn_loss_weight)
-        cost = torch.tensor([s.terms.cost(*weights) for s in scored], dtype=torch.float32, device=inputs["input_ids"].device)
+        cost = torch.tensor([s.terms.cost(*args.score_weights) for s in scored], dtype=torch.float32, device=inputs["input_ids"].device)
         self._log_grounding(mode, scored, cost, samples, sample_seconds)
         return samples, cost, k
 
