@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_directory", "merge_adapters", "save_final"]
+__all__ = ["atomic_directory", "merge_adapters", "replace_directory", "save_final"]
 
 
 @contextmanager
@@ -26,22 +26,37 @@ def atomic_directory(target):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_directory(tmp, target)
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Move the complete directory ``source`` to ``target``, replacing what was there."""
     old = target.with_name(f".{target.name}.old")
     if target.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(target, old)
-    os.replace(tmp, target)
+    os.replace(source, target)
     shutil.rmtree(old, ignore_errors=True)
 
 
 def save_final(trainer, processor, output_dir) -> Path:
     """``{output_dir}/final``: LoRA adapters + processor (loadable with
-    ``PeftModel.from_pretrained`` on the base), or the full model + processor."""
+    ``PeftModel.from_pretrained`` on the base), or the full model + processor.
+
+    Every process calls this (a sharded model is gathered inside ``save_model``); only the
+    main process writes, into a staging directory that is then renamed into place."""
     target = Path(output_dir) / "final"
-    if trainer.args.should_save:
-        with atomic_directory(target) as tmp:
-            trainer.save_model(str(tmp))
-            processor.save_pretrained(str(tmp))
+    staging = Path(output_dir) / ".final.staging"
+    main = trainer.args.should_save
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging))
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        processor.save_pretrained(str(staging))
+        replace_directory(staging, target)
     trainer.accelerator.wait_for_everyone()
     return target
 

@@ -27,6 +27,7 @@ import time
 import numpy as np
 import torch
 from trl import SFTTrainer
+from trl.models import unwrap_model_for_generation
 
 from rewards import score_answers
 
@@ -112,16 +113,20 @@ class GroundingSFTTrainer(SFTTrainer):
         k = args.samples_per_prompt if mode == "train" else 1
         prompts = prompts_from_sft_batch(inputs, tokenizer.pad_token_id)
         start = time.perf_counter()
-        samples = self._sample(
-            self.accelerator.unwrap_model(model),
-            prompts,
-            tokenizer,
-            k=k,
-            temperature=args.sample_temperature,
-            max_new_tokens=args.sample_max_new_tokens,
-            do_sample=mode == "train",
-            min_new_tokens=args.sample_min_new_tokens,
-        )
+        # TRL's helper: unwraps DDP/FSDP, gathers ZeRO-3 parameters, pauses gradient checkpointing
+        with unwrap_model_for_generation(
+            model, self.accelerator, gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs
+        ) as unwrapped:
+            samples = self._sample(
+                unwrapped,
+                prompts,
+                tokenizer,
+                k=k,
+                temperature=args.sample_temperature,
+                max_new_tokens=args.sample_max_new_tokens,
+                do_sample=mode == "train",
+                min_new_tokens=args.sample_min_new_tokens,
+            )
         sample_seconds = time.perf_counter() - start
         gts = [g for g in truth["gt_boxes"] for _ in range(k)]
         classes = [c for c in truth["query_class"] for _ in range(k)] if args.label_aware_matching else None
@@ -132,9 +137,15 @@ class GroundingSFTTrainer(SFTTrainer):
 
     def _sample(self, model, prompts, tokenizer, **kwargs):
         with sampling_autocast(self.args, prompts.input_ids.device):
-            if self.args.sampler == "static":
+            if self.args.sampler == "static" and not self._parameters_move():
                 return self._static_sampler.sample(model, prompts, tokenizer, **kwargs)
             return sample_answers(model, prompts, tokenizer, **kwargs)
+
+    def _parameters_move(self) -> bool:
+        """Under FSDP or ZeRO-3 the weights are gathered per call, so a CUDA graph (which
+        keeps their addresses) cannot be reused: those runs sample with ``generate``."""
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        return bool(self.is_fsdp_enabled or (plugin is not None and getattr(plugin, "zero_stage", 0) == 3))
 
     def _policy_term(self, cost: torch.Tensor, k: int, logp: torch.Tensor) -> torch.Tensor:
         """``mean(A_i * (logp_i - stopgrad(logp_i)))``: value 0, REINFORCE gradient."""
