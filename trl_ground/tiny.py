@@ -136,7 +136,9 @@ def tiny_config(tokenizer, hidden: int = 64, layers: int = 2, vision_hidden: int
     )
 
 
-def build_tiny_qwen3vl(out_dir, seed: int = 0, hidden: int = 64, layers: int = 2, image_size: int = 64 * 64 * 16) -> Path:
+def build_tiny_qwen3vl(
+    out_dir, seed: int = 0, hidden: int = 64, layers: int = 2, image_size: int = 64 * 64 * 16, vision_hidden: int = 32, vision_depth: int = 2
+) -> Path:
     """Write a tiny random Qwen3-VL (model + processor + generation config) to ``out_dir``.
 
     Returns the directory. Deterministic for a seed.
@@ -147,7 +149,7 @@ def build_tiny_qwen3vl(out_dir, seed: int = 0, hidden: int = 64, layers: int = 2
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     processor = build_tiny_processor(image_size=image_size)
-    config = tiny_config(processor.tokenizer, hidden=hidden, layers=layers)
+    config = tiny_config(processor.tokenizer, hidden=hidden, layers=layers, vision_hidden=vision_hidden, vision_depth=vision_depth)
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config)
     eos = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")

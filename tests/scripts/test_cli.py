@@ -39,3 +39,17 @@ def test_step_benchmark_runs_in_smoke_mode(tmp_path):
                 "sft_peak_gb", "hybrid_peak_gb", "greedy_token_agreement"):
         assert key in result
     assert result["greedy_token_agreement"] == 1.0
+
+
+def test_learning_benchmark_quick_mode(tmp_path):
+    out = tmp_path / "learning.json"
+    r = run("scripts/bench_learning.py", "--quick", "--out", str(out), "--work-dir", str(tmp_path / "work"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert set(result["branches"]) == {"sft", "literal", "hybrid", "grpo", "hybrid_lora"}
+    assert "f1" in result["warm_start"]
+    for runs in result["branches"].values():
+        for run_ in runs:
+            assert run_["curve"] and {"f1", "precision", "recall", "mean_iou", "ap50", "unparseable_fraction"} <= set(run_["metrics"])
+    assert set(result["summary"]["hybrid"]["f1"]) == {"mean", "spread"}
+    assert out.with_suffix(".png").stat().st_size > 1000
