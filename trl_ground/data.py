@@ -176,8 +176,9 @@ class ImageLoader:
         return batch
 
 
-def build_dataset(json_path, img_root, args: DataArguments, all_classes: list[str] | None = None):
-    """Load, validate and convert ``json_path`` into a ``datasets.Dataset`` with lazy images.
+def build_dataset(json_path, img_root, args: DataArguments, all_classes: list[str] | None = None, with_completion: bool = True):
+    """Load, validate and convert ``json_path`` into a ``datasets.Dataset`` with lazy images
+    (without the ``completion`` column if ``with_completion`` is False: for GRPO).
 
     Returns ``(dataset, records)``. Raises ``ValueError`` on bad data (see
     :func:`trl_ground.records.load_records`) or when no example could be built.
@@ -189,5 +190,7 @@ def build_dataset(json_path, img_root, args: DataArguments, all_classes: list[st
     if not rows:
         raise ValueError(f"{json_path}: no examples could be built (prompt_mode={args.prompt_mode!r})")
     dataset = Dataset.from_list(rows)
+    if not with_completion:
+        dataset = dataset.remove_columns(["completion"])
     dataset.set_transform(ImageLoader(args.min_pixels, args.max_pixels))
     return dataset, records

@@ -67,30 +67,16 @@ def build_rewards(config) -> list[GroundingReward]:
 
 
 def build_grpo_trainer(data_args, model_args, config) -> GRPOTrainer:
-    """Datasets (prompts with ``gt_boxes`` / ``class``), model (optionally from an SFT
-    adapter: ``model_args.adapter``), processor and TRL's ``GRPOTrainer``."""
-    from transformers import set_seed
+    """Datasets (prompts with ``gt_boxes`` / ``class``, no target answers), model (optionally
+    from an SFT adapter: ``model_args.adapter``), processor and TRL's ``GRPOTrainer``."""
+    from .train import load_data_and_model
 
-    from .data import ImageLoader, build_dataset
-    from .modeling import load_model, load_processor
-
-    if not data_args.train_json or not data_args.img_root:
-        raise ValueError("train_json and img_root are required (--train-json, --img-root)")
-    train_ds, records = build_dataset(data_args.train_json, data_args.img_root, data_args)
-    train_ds = train_ds.remove_columns(["completion"])  # GRPO samples its own answers
-    train_ds.set_transform(ImageLoader(data_args.min_pixels, data_args.max_pixels))  # a new dataset: set it again
-    processor = load_processor(model_args.model, data_args.max_pixels, data_args.min_pixels)
-    set_seed(config.seed)
-    model = load_model(model_args, gradient_checkpointing=config.gradient_checkpointing)
+    train_ds, _, processor, model = load_data_and_model(data_args, model_args, config, with_completion=False)
     return GRPOTrainer(model=model, reward_funcs=build_rewards(config), args=config, train_dataset=train_ds, processing_class=processor)
 
 
 def run_grpo(data_args, model_args, config) -> GRPOTrainer:
     """Train with GRPO, then write ``final/`` and (with LoRA) ``final_merged/``."""
-    from .train import ensure_demo_assets, finish_run
+    from .train import run_training
 
-    ensure_demo_assets(data_args, model_args)
-    trainer = build_grpo_trainer(data_args, model_args, config)
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    finish_run(trainer, model_args, config.output_dir)
-    return trainer
+    return run_training(data_args, model_args, config, build_grpo_trainer)

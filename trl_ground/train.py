@@ -13,7 +13,7 @@ from .export import merge_adapters, save_final
 from .modeling import load_model, load_processor
 from .trainer import GroundingSFTTrainer
 
-__all__ = ["build_trainer", "ensure_demo_assets", "finish_run", "run_sft"]
+__all__ = ["build_trainer", "ensure_demo_assets", "finish_run", "load_data_and_model", "run_sft", "run_training"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +35,24 @@ def ensure_demo_assets(data_args, model_args) -> None:
         build_tiny_qwen3vl(model_args.model)
 
 
-def build_trainer(data_args, model_args, config) -> GroundingSFTTrainer:
-    """Everything up to ``trainer.train()``: datasets, processor, model, trainer."""
+def load_data_and_model(data_args, model_args, config, with_completion: bool = True):
+    """``(train_dataset, eval_dataset or None, processor, model)`` for a training run."""
     if not data_args.train_json or not data_args.img_root:
         raise ValueError("train_json and img_root are required (--train-json, --img-root)")
-    train_ds, records = build_dataset(data_args.train_json, data_args.img_root, data_args)
+    train_ds, records = build_dataset(data_args.train_json, data_args.img_root, data_args, with_completion=with_completion)
     classes = sorted({o.cls for r in records for o in r.objects})
     eval_ds = None
     if data_args.eval_json:
-        eval_ds, _ = build_dataset(data_args.eval_json, data_args.img_root, data_args, all_classes=classes)
+        eval_ds, _ = build_dataset(data_args.eval_json, data_args.img_root, data_args, classes, with_completion)
     processor = load_processor(model_args.model, data_args.max_pixels, data_args.min_pixels)
     set_seed(config.seed)  # new LoRA weights are random: the same seed gives the same run
     model = load_model(model_args, gradient_checkpointing=config.gradient_checkpointing)
+    return train_ds, eval_ds, processor, model
+
+
+def build_trainer(data_args, model_args, config) -> GroundingSFTTrainer:
+    """Everything up to ``trainer.train()``: datasets, processor, model, trainer."""
+    train_ds, eval_ds, processor, model = load_data_and_model(data_args, model_args, config)
     return GroundingSFTTrainer(
         model=model,
         args=config,
@@ -58,9 +64,15 @@ def build_trainer(data_args, model_args, config) -> GroundingSFTTrainer:
 
 
 def run_sft(data_args, model_args, config) -> GroundingSFTTrainer:
-    """Train, then write ``final/`` and (with LoRA) ``final_merged/`` under ``output_dir``."""
+    """The main job: train the hybrid loss, then write ``final/`` and ``final_merged/``."""
+    return run_training(data_args, model_args, config, build_trainer)
+
+
+def run_training(data_args, model_args, config, build):
+    """Build a trainer with ``build(data_args, model_args, config)``, train, then write
+    ``final/`` and (with LoRA) ``final_merged/`` under ``output_dir``."""
     ensure_demo_assets(data_args, model_args)
-    trainer = build_trainer(data_args, model_args, config)
+    trainer = build(data_args, model_args, config)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     finish_run(trainer, model_args, config.output_dir)
     return trainer
