@@ -82,12 +82,15 @@ class StaticSampler:
     Args:
         use_cuda_graph: capture the decode step when the model is on CUDA.
         bucket: cache lengths are rounded up to a multiple of this.
+        max_states: caches (and graphs) kept for this many ``(rows, length)`` shapes, the
+            least recently used dropped first.
         nf4_kernel: route the decode step's 4-bit linears through :mod:`trl_ground.nf4_decode`
             (off by default: measured slower than bitsandbytes' dequantize + matmul, BENCHMARKS.md).
     """
 
-    def __init__(self, use_cuda_graph: bool = True, bucket: int = 128, nf4_kernel: bool = False):
+    def __init__(self, use_cuda_graph: bool = True, bucket: int = 128, nf4_kernel: bool = False, max_states: int = 4):
         self.use_cuda_graph = use_cuda_graph
+        self.max_states = max_states
         self.bucket = bucket
         self.nf4_kernel = nf4_kernel
         self._states: dict[tuple, _DecodeState] = {}
@@ -120,8 +123,11 @@ class StaticSampler:
     def _state(self, base, rows: int, length: int, device, dtype) -> _DecodeState:
         key = (rows, length, str(device))
         if key not in self._states:
+            if len(self._states) >= self.max_states:  # bound the memory held by caches of old shapes
+                self._states.pop(next(iter(self._states)))
             self._states[key] = _DecodeState(base, rows, length, device, dtype)
-        state = self._states[key]
+        state = self._states.pop(key)
+        self._states[key] = state  # most recently used last
         state.reset()
         return state
 

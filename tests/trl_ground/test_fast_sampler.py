@@ -45,3 +45,12 @@ def test_min_new_tokens_and_image_tokens_suppressed(setup):
     assert out.completion_mask.sum(dim=1).tolist() == [10] * len(prompts)
     image_pad = tok.convert_tokens_to_ids("<|image_pad|>")
     assert not (out.completion_ids == image_pad).any()
+
+
+def test_cache_shapes_are_bounded_least_recently_used_first(setup):
+    model, prompts, tok = setup
+    sampler = StaticSampler(bucket=8, max_states=2)
+    for new_tokens in (8, 16, 8, 24):  # lengths bucket to 3 distinct shapes; the 16 one is dropped
+        sampler.sample(model, prompts, tok, k=1, max_new_tokens=new_tokens, do_sample=False)
+    bucket = lambda n: -(-(prompts.input_ids.shape[1] + n) // 8) * 8  # noqa: E731
+    assert [key[1] for key in sampler._states] == [bucket(8), bucket(24)]  # least recently used first
