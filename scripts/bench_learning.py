@@ -120,6 +120,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default="benchmarks/learning.json")
     ap.add_argument("--quick", action="store_true", help="tiny CPU run (the tests use it)")
     ap.add_argument("--work-dir", help="where data and models go (default: a temporary folder)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (JSON value), e.g. --set warm_steps=500")
     args = ap.parse_args(argv)
     import torch
 
@@ -130,6 +131,11 @@ def main(argv=None) -> dict:
     from trl_ground.tiny import build_tiny_qwen3vl
 
     s = _settings(args.quick)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in s:
+            raise SystemExit(f"unknown setting {key!r}; settings: {sorted(s)}")
+        s[key] = json.loads(value)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_learning_"))
     data = work / "data"
     make_synthetic_dataset(data, n=s["n_images"], seed=1234, test_fraction=0.1, size=s["image_size"], max_objects=6)
