@@ -26,7 +26,7 @@ import numpy as np
 
 from rewards import to_qwen_answer
 
-from .records import GroundingRecord, load_records, sort_boxes
+from .records import GroundingRecord, load_records
 
 __all__ = [
     "DEFAULT_QUERY",

@@ -196,15 +196,13 @@ class StaticSampler:
         return state.logits
 
     def _capture(self, base, state: _DecodeState, cache_kw: str) -> torch.Tensor:
-        """Run this step eagerly on a side stream (warm-up), then capture the next one; the
-        cache position advanced by the capture run is rolled back."""
-        layers = [layer for layer in state.cache.layers if getattr(layer, "is_initialized", False)]
+        """Run this step eagerly on a side stream (warm-up), then capture the next one
+        (capturing records the kernels without running them, so the cache is untouched)."""
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             logits = self._forward_step(base, state, cache_kw)  # this token's real step
         torch.cuda.current_stream().wait_stream(stream)
-        saved = [layer.cumulative_length.clone() for layer in layers]
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
@@ -214,8 +212,5 @@ class StaticSampler:
             state.graph_failed = True
             torch.cuda.synchronize()
             return logits
-        # Capturing does not execute the kernels, but keep the state exactly as before it.
-        for layer, value in zip(layers, saved):
-            layer.cumulative_length.copy_(value)
         state.graph = graph
         return logits

@@ -2,7 +2,6 @@ import pickle
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from rewards import grounding_terms
