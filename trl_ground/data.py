@@ -64,6 +64,9 @@ class DataArguments:
     eval_json: str | None = field(default=None, metadata={"help": "Optional evaluation JSON (same image root)."})
     prompt_mode: str = field(default="primary", metadata={"help": f"One of {PROMPT_MODES}."})
     add_negatives: bool = field(default=False, metadata={"help": "Add one query per image for an absent class (target [])."})
+    negative_fraction: float = field(
+        default=1.0, metadata={"help": "With add_negatives: the fraction of images that get a negative query (chosen by example_seed)."}
+    )
     system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System instruction."})
     query_template: str = field(default=DEFAULT_QUERY, metadata={"help": "User query; {class} is replaced."})
     referring_template: str = field(
@@ -86,6 +89,8 @@ class DataArguments:
             raise ValueError(f"need 0 < min_pixels <= max_pixels, got {self.min_pixels} and {self.max_pixels}")
         if "{class}" not in self.query_template:
             raise ValueError("query_template must contain {class}")
+        if not 0.0 <= self.negative_fraction <= 1.0:
+            raise ValueError(f"negative_fraction must lie in [0, 1], got {self.negative_fraction}")
 
 
 def grounding_prompt(query: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
@@ -120,10 +125,12 @@ def build_examples(records: list[GroundingRecord], args: DataArguments, all_clas
 
     ``primary``: one row per image for its most common class (images without objects are
     skipped); ``per_class``: one row per class present; ``referring``: one row per object
-    with ``is_unique`` true, single-box target. ``add_negatives`` adds, per image, one row
-    for a class of ``all_classes`` absent from it (target ``[]``).
+    with ``is_unique`` true, single-box target. ``add_negatives`` adds, per image (on a
+    ``negative_fraction`` of the images), one row for a class of ``all_classes`` absent
+    from it (target ``[]``).
     """
     rng = random.Random(args.example_seed)
+    negative_rng = random.Random(args.example_seed + 1)  # separate, so the fraction leaves the classes drawn unchanged
     classes = sorted(all_classes if all_classes is not None else {o.cls for r in records for o in r.objects})
     rows = []
     for rec in records:
@@ -139,7 +146,7 @@ def build_examples(records: list[GroundingRecord], args: DataArguments, all_clas
                 if obj.is_unique:
                     query = args.referring_template.replace("{description}", _describe(obj)).replace("{class}", obj.cls)
                     rows.append(_row(rec, query, np.asarray([obj.box]), obj.cls, "referring", args, unique=True))
-        if args.add_negatives:
+        if args.add_negatives and (args.negative_fraction >= 1.0 or negative_rng.random() < args.negative_fraction):
             absent = [c for c in classes if c not in present]
             if absent:
                 cls = rng.choice(absent)

@@ -43,6 +43,22 @@ def test_per_class_and_negative_modes(scene):
     assert rows[-1]["completion"][0]["content"] == "[]" and rows[-1]["gt_boxes"] == []
 
 
+def test_negative_fraction_keeps_a_share_of_the_negatives(tmp_path):
+    make_synthetic_dataset(tmp_path, n=200, seed=3, test_fraction=0.0, size=32, max_objects=2)
+    recs, _ = load_records(tmp_path / "train.json", tmp_path)
+
+    def negatives(fraction):
+        rows = build_examples(recs, DataArguments(add_negatives=True, negative_fraction=fraction))
+        return [(r["image_id"], r["class"]) for r in rows if r["mode"] == "negative"]
+
+    everyone, quarter = negatives(1.0), negatives(0.25)
+    assert len(everyone) == 200 and negatives(0.0) == []
+    assert 30 <= len(quarter) <= 70 and len({image for image, _ in quarter}) == len(quarter)
+    assert quarter == negatives(0.25)  # deterministic
+    with pytest.raises(ValueError, match="negative_fraction"):
+        DataArguments(negative_fraction=1.5)
+
+
 def test_referring_mode_phrases_unique_objects(scene):
     rows = rows_for(scene, prompt_mode="referring")
     assert [r["prompt"][1]["content"].split(" in the image")[0] for r in rows] == [
