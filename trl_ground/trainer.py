@@ -132,7 +132,7 @@ class GroundingSFTTrainer(SFTTrainer):
         classes = [c for c in truth["query_class"] for _ in range(k)] if args.label_aware_matching else None
         scored = score_answers(samples.texts, gts, args.iou_threshold, args.match_method, query_labels=classes)
         cost = torch.tensor([s.terms.cost(*args.score_weights) for s in scored], dtype=torch.float32, device=inputs["input_ids"].device)
-        self._log_grounding(mode, scored, cost, samples, sample_seconds)
+        self._log_grounding(mode, scored, cost, k, samples, sample_seconds)
         return samples, cost, k
 
     def _sample(self, model, prompts, tokenizer, **kwargs):
@@ -234,7 +234,13 @@ class GroundingSFTTrainer(SFTTrainer):
         t = torch.tensor([value], device=self.accelerator.device)
         return float(self.accelerator.gather_for_metrics(t).mean())
 
-    def _log_grounding(self, mode, scored, cost, samples, sample_seconds) -> None:
+    @staticmethod
+    def _group_std(cost: torch.Tensor, k: int) -> float:
+        """Mean over prompts of the cost's spread among their ``k`` samples (0 when k = 1):
+        with no spread, the policy-gradient term has no signal."""
+        return float(cost.view(-1, k).std(dim=1, unbiased=False).mean()) if k > 1 else 0.0
+
+    def _log_grounding(self, mode, scored, cost, k, samples, sample_seconds) -> None:
         terms = [s.terms for s in scored]
         local = {
             "iou_loss": np.mean([t.iou_loss for t in terms]),
@@ -245,6 +251,7 @@ class GroundingSFTTrainer(SFTTrainer):
             "recall": np.mean([t.recall for t in terms]),
             "grounding_cost": float(cost.mean()),
             "grounding_cost_std": float(cost.std(unbiased=False)),
+            "grounding_cost_group_std": self._group_std(cost, k),
             "sampled_tokens": samples.num_tokens / max(len(terms), 1),
             "truncated_fraction": float(samples.truncated.float().mean()),
             "unparseable_fraction": np.mean([not s.parsed.valid_json and len(s.parsed) == 0 for s in scored]),

@@ -15,7 +15,7 @@ from ..conftest import REPO
 
 GROUNDING_LOG_KEYS = {
     "loss", "lm_loss", "iou_loss", "fp_loss", "fn_loss", "f1", "grounding_cost", "grounding_cost_std",
-    "sampled_tokens", "sample_seconds",
+    "grounding_cost_group_std", "sampled_tokens", "sample_seconds",
 }
 
 
