@@ -98,7 +98,8 @@ def box_confidences(tokens: list[str], logprobs: np.ndarray, text: str, n_boxes:
     return np.clip(np.array(out), 0.0, 1.0)
 
 
-def _prompt_batch(processor, items: list[PredictionItem], images: list, system_prompt: str, device) -> PromptBatch:
+def prompt_batch(processor, items: list[PredictionItem], images: list, system_prompt: str, device) -> PromptBatch:
+    """The left-padded generation prompts (chat template + image) of ``items``, on ``device``."""
     from trl.data_utils import prepare_multimodal_messages
 
     texts = []
@@ -158,7 +159,7 @@ def predict(
     for start in batches:
         chunk = items[start : start + batch_size]
         images = [loader.load(item.image_path) for item in chunk]
-        prompts = _prompt_batch(processor, chunk, images, system_prompt, device)
+        prompts = prompt_batch(processor, chunk, images, system_prompt, device)
         ids, mask, truncated, logprobs = _generate_with_logprobs(model, prompts, tokenizer, max_new_tokens)
         for row, item in enumerate(chunk):
             n = int(mask[row].sum())

@@ -1,0 +1,65 @@
+import pytest
+
+from trl_ground.reward_signal import DEFAULT_VARIANTS, CostVariant, signal_report
+
+BOX = [0.1, 0.1, 0.3, 0.3]
+RIGHT = '[{"bbox_2d": [100, 100, 300, 300]}]'
+WRONG = '[{"bbox_2d": [700, 700, 900, 900]}]'
+
+
+def test_empty_answer_beats_a_wrong_box_under_the_default_cost():
+    # prompt 1 (one box): [] vs a wrong box; prompt 2 (one box): the right box vs []; prompt 3 (negative): [] twice
+    texts = ["[]", WRONG, RIGHT, "[]", "[]", "[]"]
+    report = signal_report(texts, [[BOX], [BOX], []], k=2)
+    pos, neg = report["positives"], report["negatives"]
+    assert pos["prompts"] == 2 and neg["prompts"] == 1
+    assert pos["empty_fraction"] == 0.5
+    assert pos["cost_empty"] == 2.0  # iou_loss 1 + one missed box
+    assert pos["cost_boxes"] == pytest.approx((2.5 + 0.0) / 2)  # wrong: 1 + 0.5 fp + 1 fn; right: 0
+    assert pos["empty_wins"] == 0.5  # [] is cheapest in prompt 1, not in prompt 2
+    assert pos["advantage_empty"] == pytest.approx(((2.0 - 2.5) + (2.0 - 0.0)) / 2)
+    assert neg["empty_fraction"] == 1.0 and neg["cost_boxes"] is None and neg["empty_wins"] is None
+    assert report["zero_spread_fraction"] == pytest.approx(1 / 3, abs=1e-4)  # rounded to 4 places
+
+
+def test_variants_change_the_incentive():
+    texts = ["[]", WRONG]
+    no_fp = signal_report(texts, [[BOX]], k=2, variant=CostVariant("no_fp", weights=(1.0, 0.0, 1.0)))
+    assert no_fp["zero_spread_fraction"] == 1.0  # a wrong box now costs what [] costs
+    per_box = signal_report([WRONG + "", "[]"], [[BOX, [0.5, 0.5, 0.6, 0.6]]], k=2, variant=CostVariant("pb", per_box=True))
+    assert per_box["positives"]["cost_empty"] == 2.0 and per_box["positives"]["cost_boxes"] == 2.5
+    near = '[{"bbox_2d": [150, 150, 350, 350]}]'  # IoU with BOX ~0.39: a near miss
+    loose = signal_report(["[]", near], [[BOX]], k=2, variant=CostVariant("loose", iou_threshold=0.1))
+    assert loose["positives"]["empty_wins"] == 0.0  # matched from IoU 0.1, the near miss beats []
+    assert {v.name for v in DEFAULT_VARIANTS} >= {"default", "per_box_counts"}
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="multiple of K"):
+        signal_report(["[]"] * 3, [[], []], k=2)
+    with pytest.raises(ValueError, match="ground truths"):
+        signal_report(["[]"] * 4, [[]], k=2)
+
+
+def test_check_reward_signal_script_samples_and_reports(tiny_model_dir, synthetic_data, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from ..conftest import REPO
+
+    train, _, root = synthetic_data
+    out = tmp_path / "signal.json"
+    r = subprocess.run(
+        [sys.executable, "scripts/check_reward_signal.py", "--model", str(tiny_model_dir), "--test-json", str(train),
+         "--img-root", str(root), "--add-negatives", "--limit", "4", "--k", "2", "--temperature", "0.7", "1.0",
+         "--max-new-tokens", "12", "--max-pixels", str(64 * 64), "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    reports = json.loads(out.read_text())
+    assert [(x["temperature"], x["variant"]) for x in reports] == [(t, v.name) for t in (0.7, 1.0) for v in DEFAULT_VARIANTS]
+    for x in reports:
+        assert x["k"] == 2 and x["positives"]["prompts"] + x["negatives"]["prompts"] == 4
+        assert 0.0 <= x["zero_spread_fraction"] <= 1.0
+    assert "no spread" in r.stdout and "default" in r.stdout
