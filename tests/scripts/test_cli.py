@@ -43,13 +43,33 @@ def test_step_benchmark_runs_in_smoke_mode(tmp_path):
 
 def test_learning_benchmark_quick_mode(tmp_path):
     out = tmp_path / "learning.json"
-    r = run("scripts/bench_learning.py", "--quick", "--out", str(out), "--work-dir", str(tmp_path / "work"))
+    variant = '{"hybrid_iou0.1": {"base": "hybrid", "flags": ["--iou-threshold", "0.1"]}}'
+    r = run("scripts/bench_learning.py", "--quick", "--out", str(out), "--work-dir", str(tmp_path / "work"),
+            "--set", "jobs=2", "--set", f"variants={variant}", "--export-warm", str(tmp_path / "warm.tar"))
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert set(result["branches"]) == {"sft", "literal", "hybrid", "grpo", "hybrid_lora"}
-    assert "f1" in result["warm_start"]
+    assert set(result["branches"]) == {"sft", "literal", "hybrid", "grpo", "hybrid_lora", "hybrid_iou0.1"}
+    assert "f1" in result["warm_start"] and result["warm_start"]["steps"] == 2
     for runs in result["branches"].values():
         for run_ in runs:
-            assert run_["curve"] and {"f1", "precision", "recall", "mean_iou", "ap50", "unparseable_fraction"} <= set(run_["metrics"])
+            assert run_["curve"] and run_["steps"] == 2
+            assert {"f1", "precision", "recall", "mean_iou", "ap50", "unparseable_fraction"} <= set(run_["metrics"])
+    assert result["branches"]["hybrid_iou0.1"][0]["argv"][-2:] == ["--iou-threshold", "0.1"]
+    assert "grounding_cost_group_std" in result["branches"]["hybrid"][0]["signals"]
     assert set(result["summary"]["hybrid"]["f1"]) == {"mean", "spread"}
     assert out.with_suffix(".png").stat().st_size > 1000
+
+    # the branches again, elsewhere, from the exported warm start
+    import tarfile
+
+    with tarfile.open(tmp_path / "warm.tar") as tar:
+        tar.extractall(tmp_path / "moved", filter="data")
+    again = tmp_path / "again.json"
+    r = run("scripts/bench_learning.py", "--quick", "--out", str(again), "--work-dir", str(tmp_path / "work2"),
+            "--warm-from", str(tmp_path / "moved" / "warm_model"), "--set", "branches=[\"sft\"]")
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(again.read_text())
+    assert result["warm_start"]["from"].endswith("warm_model") and list(result["branches"]) == ["sft"]
+    r = run("scripts/bench_learning.py", "--quick", "--out", str(again), "--work-dir", str(tmp_path / "work3"),
+            "--warm-from", str(tmp_path / "moved" / "warm_model"), "--set", "image_size=32", "--set", "branches=[]")
+    assert r.returncode != 0 and "other settings" in r.stderr
