@@ -136,7 +136,8 @@ class _TestSet:
         self.s = s
 
     def evaluate(self, model, processor) -> dict:
-        """predict -> the evaluation report, on the test items."""
+        """predict -> the evaluation report, on the test items; ``empty_fraction``: answers
+        with no box (a model that learned to abstain shows it here)."""
         from trl_ground.evaluate import evaluate
         from trl_ground.predict import predict
 
@@ -150,7 +151,9 @@ class _TestSet:
         metrics = evaluate(f.name, self.truth)
         os.unlink(f.name)
         keep = ("precision", "recall", "f1", "mean_iou", "ap50")
-        return {**{k: metrics[k] for k in keep}, "unparseable_fraction": metrics["counts"]["unparseable_answers"] / max(len(self.items), 1)}
+        n = max(len(self.items), 1)
+        return {**{k: metrics[k] for k in keep}, "unparseable_fraction": metrics["counts"]["unparseable_answers"] / n,
+                "empty_fraction": sum(1 for o in outputs if not o["boxes"]) / n}
 
 
 def _time_budget(seconds: float):
@@ -391,7 +394,7 @@ def summarize(result: dict) -> dict:
     out = {}
     for name, runs in result["branches"].items():
         out[name] = {"seeds": len(runs)}
-        for key in ("f1", "precision", "recall", "mean_iou", "ap50", "unparseable_fraction"):
+        for key in ("f1", "precision", "recall", "mean_iou", "ap50", "unparseable_fraction", "empty_fraction"):
             values = np.array([r["metrics"][key] for r in runs], dtype=float)
             out[name][key] = {"mean": round(float(values.mean()), 4), "spread": round(float((values.max() - values.min()) / 2), 4)}
         out[name]["wall_s"] = round(float(np.mean([r["wall_s"] for r in runs])), 1)

@@ -53,7 +53,7 @@ def test_learning_benchmark_quick_mode(tmp_path):
     for runs in result["branches"].values():
         for run_ in runs:
             assert run_["curve"] and run_["steps"] == 2
-            assert {"f1", "precision", "recall", "mean_iou", "ap50", "unparseable_fraction"} <= set(run_["metrics"])
+            assert {"f1", "precision", "recall", "mean_iou", "ap50", "unparseable_fraction", "empty_fraction"} <= set(run_["metrics"])
     assert result["branches"]["hybrid_iou0.1"][0]["argv"][-2:] == ["--iou-threshold", "0.1"]
     assert "grounding_cost_group_std" in result["branches"]["hybrid"][0]["signals"]
     assert set(result["summary"]["hybrid"]["f1"]) == {"mean", "spread"}
