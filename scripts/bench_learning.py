@@ -10,10 +10,11 @@ comes first; from it, each branch trains the same number of steps on the same da
 1. ``sft``: LM loss only;  2. ``literal``: LM + grounding terms as constants
 (``grounding_gradient: none``);  3. ``hybrid``: LM + the policy-gradient surrogate;
 4. ``grpo``: TRL's GRPOTrainer with the grounding + format rewards;  plus ``hybrid_lora``
-(LoRA on the warm start) and each of ``variants`` (a branch with other flags) once. Every branch runs for each of ``seeds``; each is evaluated
-on the held-out test set every ``eval_every`` steps (greedy answers, ``scripts/eval_bbox.py``'s
+(LoRA on the warm start) and each of ``variants`` (a branch with other flags) once.
+Every branch runs for each of ``seeds``; each is evaluated on the held-out test set
+every ``eval_every`` steps (greedy answers, ``scripts/eval_bbox.py``'s
 metrics). ``jobs > 1`` runs that many branches at once, as separate processes sharing the
-GPU (a model this small leaves most of an H200 idle). Writes the JSON (the warm start's
+GPU (they time-slice it; this keeps all branches within one device call's time limit). Writes the JSON (the warm start's
 curve; per branch and seed: metrics, F1 curve, wall-clock, training signals, command line)
 as results come in, and a plot of F1 vs steps next to it. ``--set KEY=VALUE`` overrides a
 setting (``--set branches=[]`` stops after the warm start).
@@ -119,20 +120,30 @@ class _F1Curve:
         return self.last
 
 
+def _test_rows(data: Path, s: dict) -> list[dict]:
+    """The held-out examples: the first ``test_limit`` of ``test.json`` (with negatives)."""
+    from trl_ground.data import DataArguments, build_examples
+    from trl_ground.records import load_records
+
+    records, _ = load_records(data / "test.json", data)
+    return build_examples(records, DataArguments(add_negatives=True))[: s["test_limit"]]
+
+
+def _write_test_truth(data: Path, s: dict) -> None:
+    """``test_subset.json``: the records of the held-out examples (written once, before any
+    branch process reads it)."""
+    keep = {r["image_id"] for r in _test_rows(data, s)}
+    (data / "test_subset.json").write_text(json.dumps([r for r in json.loads((data / "test.json").read_text()) if r["image"] in keep]))
+
+
 class _TestSet:
-    """The held-out items (first ``test_limit`` examples of ``test.json``) and their ground truth."""
+    """The held-out items and their ground truth (``test_subset.json``)."""
 
     def __init__(self, data: Path, s: dict):
-        from trl_ground.data import DataArguments, build_examples
         from trl_ground.predict import items_from_examples
-        from trl_ground.records import load_records
 
-        records, _ = load_records(data / "test.json", data)
-        rows = build_examples(records, DataArguments(add_negatives=True))[: s["test_limit"]]
-        self.items = items_from_examples(rows)
+        self.items = items_from_examples(_test_rows(data, s))
         self.truth = data / "test_subset.json"
-        keep = {r["image_id"] for r in rows}
-        self.truth.write_text(json.dumps([r for r in json.loads((data / "test.json").read_text()) if r["image"] in keep]))
         self.s = s
 
     def evaluate(self, model, processor) -> dict:
@@ -223,6 +234,7 @@ def _prepare(work: Path, s: dict) -> None:
     from trl_ground.tiny import build_tiny_qwen3vl
 
     make_synthetic_dataset(work / "data", n=s["n_images"], seed=1234, test_fraction=0.1, size=s["image_size"], max_objects=s["max_objects"])
+    _write_test_truth(work / "data", s)
     build_tiny_qwen3vl(work / "init", seed=0, hidden=s["hidden"], layers=s["layers"], image_size=s["image_size"] ** 2,
                        vision_hidden=s["vision_hidden"], vision_depth=s["vision_depth"])
     (work / "settings.json").write_text(json.dumps(s))
