@@ -1,4 +1,4 @@
-"""The seed's entry point, kept working: ``--root --model --out`` (and every option of
+"""The reference script's entry point, kept working: ``--root --model --out`` (and every option of
 ``scripts/predict_bbox.py``)."""
 
 import runpy

@@ -6,18 +6,22 @@ boxes) and :func:`to_qwen_answer` (boxes -> answer).
 """
 
 from .boxes import as_boxes, clip_boxes, giou_matrix, iou_matrix, valid_box_mask
-from .matching import MATCH_METHODS, greedy_match, hungarian_match, match_iou
+from .matching import MATCH_METHODS, check_matching, greedy_match, hungarian_match, match_iou
 from .parsing import COORD_SPACES, ParsedAnswer, parse_boxes, to_qwen_answer
 from .scoring import ScoredAnswer, score_answers
+from .settings import COSTS, ScoringSettings
 from .terms import GroundingTerms, grounding_terms
 
 __all__ = [
     "COORD_SPACES",
+    "COSTS",
     "GroundingTerms",
     "MATCH_METHODS",
     "ParsedAnswer",
     "ScoredAnswer",
+    "ScoringSettings",
     "as_boxes",
+    "check_matching",
     "clip_boxes",
     "giou_matrix",
     "greedy_match",

@@ -1,4 +1,4 @@
-"""Reward functions for TRL's ``GRPOTrainer``, built on the same terms as the hybrid trainer.
+"""Reward functions for TRL's ``GRPOTrainer``, built on the same scoring as the hybrid trainer.
 
 TRL's contract: ``fn(completions, **kwargs) -> list[float | None]``, called with the
 completions of a batch and every other dataset column as a keyword. These functions read
@@ -7,21 +7,24 @@ label-aware matching, ``class``. Completions may be plain strings or conversatio
 (``[{"role": "assistant", "content": ...}]``). Unknown keywords are ignored. An example
 without ``gt_boxes`` scores ``None`` (TRL skips it for that function).
 
-Every reward is an instance of :class:`GroundingReward` (picklable, with a stable
-``__name__`` that TRL uses as the metric name). The module-level instances use the
-trainer's defaults; :func:`get_grounding_reward` builds the weighted one.
+Every reward is a :class:`GroundingReward` (a callable object rather than a closure, so it
+pickles) with a stable ``__name__`` that TRL uses as the metric name. :data:`REWARDS` is the
+one registry of reward names; :func:`get_reward` builds one with given
+:class:`~rewards.settings.ScoringSettings`.
 """
 
 from __future__ import annotations
 
-from .matching import MATCH_METHODS
+from dataclasses import dataclass
+from typing import Callable
+
 from .parsing import COORD_SPACES, parse_raw
-from .scoring import score_answers
-from .terms import GroundingTerms
+from .scoring import ScoredAnswer
+from .settings import ScoringSettings
 
 __all__ = [
+    "REWARDS",
     "GroundingReward",
-    "REWARD_KINDS",
     "completion_text",
     "f1_reward",
     "fn_reward",
@@ -52,114 +55,98 @@ def completion_text(completion) -> str:
     return ""
 
 
-def _score(kind: str, terms: GroundingTerms, weights: tuple[float, float, float]) -> float:
-    if kind == "grounding":
-        return -terms.cost(*weights)
-    if kind == "iou":
-        return terms.mean_iou
-    if kind == "fp":
-        return -terms.fp
-    if kind == "fn":
-        return -terms.fn
-    if kind == "f1":
-        return terms.f1
-    raise AssertionError(kind)
+def _grounding(scored: ScoredAnswer, settings: ScoringSettings) -> float:
+    return -settings.answer_cost(scored)
 
 
-REWARD_KINDS = ("grounding", "iou", "fp", "fn", "f1", "format")
+def _iou(scored: ScoredAnswer, settings: ScoringSettings) -> float:
+    return scored.terms.mean_iou
+
+
+def _fp(scored: ScoredAnswer, settings: ScoringSettings) -> float:
+    return -scored.terms.fp
+
+
+def _fn(scored: ScoredAnswer, settings: ScoringSettings) -> float:
+    return -scored.terms.fn
+
+
+def _f1(scored: ScoredAnswer, settings: ScoringSettings) -> float:
+    return scored.terms.f1
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """One entry of :data:`REWARDS`: what the reward is (for users) and how it is computed
+    from a scored answer (``None``: from the parsed text alone, the format reward)."""
+
+    description: str
+    value: Callable[[ScoredAnswer, ScoringSettings], float] | None
+
+
+REWARDS: dict[str, RewardSpec] = {
+    "grounding": RewardSpec("minus the hybrid loss's per-answer cost (ScoringSettings.answer_cost)", _grounding),
+    "iou": RewardSpec("mean IoU of the matched boxes (0 when none; 1 when both sides are empty)", _iou),
+    "fp": RewardSpec("minus the number of false positives", _fp),
+    "fn": RewardSpec("minus the number of false negatives", _fn),
+    "f1": RewardSpec("F1 of the matching at iou_threshold", _f1),
+    "format": RewardSpec("1 when the answer is valid grounding JSON, else 0", None),
+}
 
 
 class GroundingReward:
-    """A TRL reward function (see the module docstring).
+    """A TRL reward function (see the module docstring): :data:`REWARDS` entry ``kind``
+    computed with ``settings``.
 
     Args:
-        kind: one of :data:`REWARD_KINDS`: ``grounding`` (``-(a*iou_loss + b*fp + c*fn)``),
-            ``iou`` (mean IoU of matched pairs, 0 when none, 1 when both sides are empty), ``fp`` (``-fp``), ``fn``
-            (``-fn``), ``f1``, ``format`` (1.0 when the answer is valid grounding JSON).
-        weights: ``(iou_weight, fp_weight, fn_weight)`` for ``grounding``.
-        iou_threshold, method: matching settings (:func:`rewards.grounding_terms`).
-        coord_space: coordinate space of the answers (:func:`rewards.parse_boxes`).
-        label_aware: a predicted label differing from the example's ``class`` cannot match.
-        name: the ``__name__`` (defaults to ``{kind}_reward``).
+        kind: a name of :data:`REWARDS`.
+        settings: how answers are matched and what the grounding cost is.
+        coord_space: coordinate space of the answers, ``"qwen"`` (0..1000) or ``"norm"``.
     """
 
-    def __init__(
-        self,
-        kind: str,
-        weights: tuple[float, float, float] = (1.0, 0.5, 1.0),
-        iou_threshold: float = 0.5,
-        method: str = "hungarian",
-        coord_space: str = "qwen",
-        label_aware: bool = False,
-        name: str | None = None,
-    ):
-        if kind not in REWARD_KINDS:
-            raise ValueError(f"kind must be one of {REWARD_KINDS}, got {kind!r}")
-        if len(weights) != 3 or any(not isinstance(w, (int, float)) or w < 0 for w in weights):
-            raise ValueError(f"weights must be three non-negative numbers, got {weights!r}")
-        if not 0.0 <= iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold}")
-        if method not in MATCH_METHODS:
-            raise ValueError(f"method must be one of {MATCH_METHODS}, got {method!r}")
+    def __init__(self, kind: str, settings: ScoringSettings | None = None, coord_space: str = "qwen"):
+        if kind not in REWARDS:
+            raise ValueError(f"unknown reward {kind!r}; valid names: {sorted(REWARDS)}")
         if coord_space not in COORD_SPACES or coord_space == "pixel":
             raise ValueError(f"coord_space must be 'qwen' or 'norm' for rewards, got {coord_space!r}")
         self.kind = kind
-        self.weights = tuple(float(w) for w in weights)
-        self.iou_threshold = float(iou_threshold)
-        self.method = method
+        self.settings = settings if settings is not None else ScoringSettings()
         self.coord_space = coord_space
-        self.label_aware = bool(label_aware)
-        self.__name__ = name or f"{kind}_reward"
+        self.__name__ = f"{kind}_reward"
 
     def __repr__(self) -> str:
-        return f"GroundingReward({self.__name__!r}, kind={self.kind!r}, weights={self.weights})"
+        return f"GroundingReward({self.kind!r}, {self.settings})"
 
     def __call__(self, completions, gt_boxes=None, **kwargs) -> list[float | None]:
         texts = [completion_text(c) for c in completions]
-        if self.kind == "format":
+        value = REWARDS[self.kind].value
+        if value is None:
             return [1.0 if parse_raw(t)[2] else 0.0 for t in texts]
         if gt_boxes is None:
             return [None] * len(texts)
         known = [i for i, gt in enumerate(gt_boxes) if gt is not None]
-        classes = kwargs.get("class") if self.label_aware else None
-        scored = score_answers(
+        classes = kwargs.get("class") if self.settings.label_aware_matching else None
+        scored = self.settings.score(
             [texts[i] for i in known],
             [gt_boxes[i] for i in known],
-            iou_threshold=self.iou_threshold,
-            method=self.method,
-            coord_space=self.coord_space,
             query_labels=[classes[i] for i in known] if classes is not None else None,
+            coord_space=self.coord_space,
         )
         out: list[float | None] = [None] * len(texts)
         for i, s in zip(known, scored):
-            out[i] = float(_score(self.kind, s.terms, self.weights))
+            out[i] = float(value(s, self.settings))
         return out
 
 
-def get_grounding_reward(
-    iou_weight: float = 1.0,
-    fp_weight: float = 0.5,
-    fn_weight: float = 1.0,
-    iou_threshold: float = 0.5,
-    method: str = "hungarian",
-    coord_space: str = "qwen",
-    label_aware: bool = False,
-) -> GroundingReward:
-    """The weighted reward ``-(iou_weight*iou_loss + fp_weight*fp + fn_weight*fn)``: the
-    negative of the hybrid trainer's per-sample cost with the same weights."""
-    return GroundingReward(
-        "grounding",
-        (iou_weight, fp_weight, fn_weight),
-        iou_threshold=iou_threshold,
-        method=method,
-        coord_space=coord_space,
-        label_aware=label_aware,
-    )
+def get_reward(kind: str, settings: ScoringSettings | None = None, coord_space: str = "qwen") -> GroundingReward:
+    """The reward ``kind`` (a name of :data:`REWARDS`) with ``settings`` (default: the defaults)."""
+    return GroundingReward(kind, settings, coord_space)
 
 
-def get_reward(kind: str, **kwargs) -> GroundingReward:
-    """Any reward of :data:`REWARD_KINDS` by name, with the settings of :class:`GroundingReward`."""
-    return GroundingReward(kind, **kwargs)
+def get_grounding_reward(settings: ScoringSettings | None = None, coord_space: str = "qwen") -> GroundingReward:
+    """Minus the hybrid trainer's per-answer cost with the same ``settings``: SFT with the
+    grounding loss and GRPO with this reward optimize the same quantity."""
+    return GroundingReward("grounding", settings, coord_space)
 
 
 iou_reward = GroundingReward("iou")

@@ -6,7 +6,7 @@ above ``iou_threshold``, no index used twice, ordered by ``pred_idx``.
 
 - :func:`hungarian_match` (scipy ``linear_sum_assignment``) returns the assignment with the
   most pairs at or above the threshold and, among those, the largest total IoU.
-- :func:`greedy_match` is the seed's rule: highest IoU first, each box used once, stop
+- :func:`greedy_match` is the reference script's rule: highest IoU first, each box used once, stop
   below the threshold. It can find fewer pairs (it may take a pair that blocks two others).
 
 If scipy is missing or the IoU matrix is not finite, the Hungarian matcher falls back to
@@ -26,11 +26,20 @@ try:  # scipy is a hard dependency of the package, but the fallback keeps scorin
 except ImportError:  # pragma: no cover - exercised by monkeypatching in the tests
     linear_sum_assignment = None
 
-__all__ = ["MATCH_METHODS", "greedy_match", "hungarian_match", "match_iou"]
+__all__ = ["MATCH_METHODS", "check_matching", "greedy_match", "hungarian_match", "match_iou"]
 
 MATCH_METHODS = ("hungarian", "greedy")
 _EMPTY = np.zeros(0, dtype=np.int64)
 _warned_fallback = False
+
+
+def check_matching(iou_threshold: float, method: str = "hungarian") -> None:
+    """Raise ``ValueError`` unless ``iou_threshold`` lies in [0, 1] and ``method`` is one of
+    :data:`MATCH_METHODS` (the one home of these checks)."""
+    if method not in MATCH_METHODS:
+        raise ValueError(f"method must be one of {MATCH_METHODS}, got {method!r}")
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold}")
 
 
 def _warn_fallback_once(reason: str) -> None:
@@ -80,8 +89,7 @@ def match_iou(iou: np.ndarray, iou_threshold: float = 0.5, method: str = "hungar
     ``finite=True`` promises the matrix is finite (as :func:`rewards.iou_matrix` guarantees)
     and skips that check on the hot path.
     """
-    if method not in MATCH_METHODS:
-        raise ValueError(f"method must be one of {MATCH_METHODS}, got {method!r}")
+    check_matching(iou_threshold, method)
     if iou.shape[0] == 0 or iou.shape[1] == 0:
         return _EMPTY, _EMPTY
     if method == "greedy":
@@ -90,8 +98,7 @@ def match_iou(iou: np.ndarray, iou_threshold: float = 0.5, method: str = "hungar
 
 
 def _checked(pred, gt, iou_threshold):
-    if not 0.0 <= iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold}")
+    check_matching(iou_threshold)
     return iou_matrix(as_boxes(pred), as_boxes(gt))
 
 
@@ -107,5 +114,5 @@ def hungarian_match(pred, gt, iou_threshold: float = 0.5):
 
 
 def greedy_match(pred, gt, iou_threshold: float = 0.5):
-    """Greedy matching (the seed's rule); same signature and return as :func:`hungarian_match`."""
+    """Greedy matching (the reference script's rule); same signature and return as :func:`hungarian_match`."""
     return match_iou(_checked(pred, gt, iou_threshold), iou_threshold, "greedy")

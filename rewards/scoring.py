@@ -14,7 +14,7 @@ import numpy as np
 
 from .boxes import as_boxes, batched_iou
 from .boxes import finite_or_empty as finite_or_empty_rows
-from .matching import MATCH_METHODS, match_iou
+from .matching import check_matching, match_iou
 from .parsing import ParsedAnswer, check_coord_space, parse_raw, raw_to_array, scale_to_unit
 from .terms import GroundingTerms, label_mask, terms_from_counts
 
@@ -63,10 +63,7 @@ def score_answers(
     """
     if len(texts) != len(gt_boxes):
         raise ValueError(f"{len(texts)} answers but {len(gt_boxes)} ground truths")
-    if method not in MATCH_METHODS:
-        raise ValueError(f"method must be one of {MATCH_METHODS}, got {method!r}")
-    if not 0.0 <= iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold}")
+    check_matching(iou_threshold, method)
     check_coord_space(coord_space)
     if coord_space == "pixel":
         raise ValueError("score_answers needs answers in 'qwen' or 'norm' space")

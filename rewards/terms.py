@@ -6,7 +6,8 @@ For one answer with ``N`` predicted and ``M`` ground-truth boxes and ``K`` match
 - ``fp = N - K`` (unmatched predictions), ``fn = M - K`` (unmatched ground truth).
 - ``precision = K / N``, ``recall = K / M``, ``f1`` their harmonic mean; a sample with
   ``N = M = 0`` is perfect (all 1), a side that is empty while the other is not gives 0.
-- ``cost(a, b, c) = a * iou_loss + b * fp + c * fn`` (the hybrid trainer's per-sample cost).
+
+The weighted cost of these terms is :meth:`rewards.ScoringSettings.counts_cost`.
 """
 
 from __future__ import annotations
@@ -35,10 +36,6 @@ class GroundingTerms:
     n_pred: int
     n_gt: int
     n_matched: int
-
-    def cost(self, iou_weight: float = 1.0, fp_weight: float = 0.5, fn_weight: float = 1.0) -> float:
-        """``iou_weight * iou_loss + fp_weight * fp + fn_weight * fn``."""
-        return iou_weight * self.iou_loss + fp_weight * self.fp + fn_weight * self.fn
 
     def as_dict(self) -> dict:
         return asdict(self)

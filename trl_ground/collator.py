@@ -3,12 +3,16 @@
 TRL's ``DataCollatorForVisionLanguageModeling`` returns only its own keys, so this wraps it
 (never forks it): the extra columns are taken off the examples first and put back on the
 batch as ``gt_boxes`` (a list of ``ndarray[M_i, 4]``, xyxy in [0, 1]) and ``query_class``.
+It also adds the M-RoPE ``position_ids`` (:mod:`trl_ground.mrope`), computed here in the
+data-loader workers instead of row by row by the model on the main process.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from .batches import with_positions
 
 __all__ = ["GROUNDING_KEYS", "GroundingCollator"]
 
@@ -29,11 +33,12 @@ class GroundingCollator:
 
         self.sft_collator = DataCollatorForVisionLanguageModeling(processor, max_length=max_length, completion_only_loss=True)
         self.im_end_id = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.spatial_merge_size = getattr(processor.image_processor, "merge_size", None)
 
     def __call__(self, examples: list[dict]) -> dict:
         examples = [dict(ex) for ex in examples]  # TRL's collator edits its examples
         extras = [{k: ex.pop(k, None) for k in _EXTRA_COLUMNS} for ex in examples]
-        batch = self.sft_collator(examples)
+        batch = with_positions(self.sft_collator(examples), self.spatial_merge_size)
         self._mask_after_end(batch["labels"])
         batch["gt_boxes"] = [np.asarray(e["gt_boxes"] or [], dtype=np.float64).reshape(-1, 4) for e in extras]
         batch["query_class"] = [e["class"] for e in extras]

@@ -20,90 +20,18 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from rewards import to_qwen_answer
 
+from .config.data import DataArguments
+from .prompts import describe_object, grounding_prompt
 from .records import GroundingRecord, load_records
 
-__all__ = [
-    "DEFAULT_QUERY",
-    "DEFAULT_REFERRING_QUERY",
-    "DEFAULT_SYSTEM_PROMPT",
-    "PROMPT_MODES",
-    "DataArguments",
-    "ImageLoader",
-    "build_dataset",
-    "build_examples",
-    "grounding_prompt",
-    "smart_resize",
-]
+__all__ = ["ImageLoader", "build_dataset", "build_examples", "smart_resize"]
 
 logger = logging.getLogger(__name__)
-
-PROMPT_MODES = ("primary", "per_class", "referring")
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that locates objects in images."
-DEFAULT_QUERY = (
-    "Locate every {class} in the image. Answer with a JSON list of "
-    '{"bbox_2d": [x1, y1, x2, y2], "label": "{class}"} using coordinates from 0 to 1000, or [] if there is none.'
-)
-DEFAULT_REFERRING_QUERY = (
-    'Locate {description} in the image. Answer with a JSON list holding one {"bbox_2d": [x1, y1, x2, y2], '
-    '"label": "{class}"} using coordinates from 0 to 1000.'
-)
-
-
-@dataclass
-class DataArguments:
-    """Where the data is and how it becomes prompts (every field is a YAML key and a CLI flag)."""
-
-    train_json: str | None = field(default=None, metadata={"help": "Training JSON (list of records)."})
-    img_root: str | None = field(default=None, metadata={"help": "Directory that image paths are relative to."})
-    eval_json: str | None = field(default=None, metadata={"help": "Optional evaluation JSON (same image root)."})
-    prompt_mode: str = field(default="primary", metadata={"help": f"One of {PROMPT_MODES}."})
-    add_negatives: bool = field(default=False, metadata={"help": "Add one query per image for an absent class (target [])."})
-    negative_fraction: float = field(
-        default=1.0, metadata={"help": "With add_negatives: the fraction of images that get a negative query (chosen by example_seed)."}
-    )
-    system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System instruction."})
-    query_template: str = field(default=DEFAULT_QUERY, metadata={"help": "User query; {class} is replaced."})
-    referring_template: str = field(
-        default=DEFAULT_REFERRING_QUERY, metadata={"help": "Referring query; {description} and {class} are replaced."}
-    )
-    max_pixels: int = field(default=448 * 448, metadata={"help": "Images are resized to at most this many pixels."})
-    min_pixels: int = field(default=32 * 32, metadata={"help": "... and at least this many."})
-    on_bad_record: str = field(default="error", metadata={"help": "'error' or 'skip' bad records."})
-    example_seed: int = field(default=0, metadata={"help": "Seed for negative-class sampling and synthetic data."})
-    make_synthetic_data: int = field(
-        default=0, metadata={"help": "Demo: if train_json is missing, first write this many synthetic images there."}
-    )
-
-    def __post_init__(self):
-        if self.prompt_mode not in PROMPT_MODES:
-            raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {self.prompt_mode!r}")
-        if self.on_bad_record not in ("error", "skip"):
-            raise ValueError(f"on_bad_record must be 'error' or 'skip', got {self.on_bad_record!r}")
-        if not 0 < self.min_pixels <= self.max_pixels:
-            raise ValueError(f"need 0 < min_pixels <= max_pixels, got {self.min_pixels} and {self.max_pixels}")
-        if "{class}" not in self.query_template:
-            raise ValueError("query_template must contain {class}")
-        if not 0.0 <= self.negative_fraction <= 1.0:
-            raise ValueError(f"negative_fraction must lie in [0, 1], got {self.negative_fraction}")
-
-
-def grounding_prompt(query: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
-    """The prompt messages of one query (the image is attached by TRL's collator or the predictor)."""
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": query}]
-
-
-def _describe(obj) -> str:
-    """'the small ship at the top left' from obj_size / class / obj_position."""
-    words = ["the"] + ([obj.size] if obj.size else []) + [obj.cls]
-    if obj.position:
-        words += ["at the", obj.position]
-    return " ".join(words)
 
 
 def _row(record: GroundingRecord, query: str, boxes: np.ndarray, cls: str, mode: str, args: DataArguments, unique=None) -> dict:
@@ -144,7 +72,7 @@ def build_examples(records: list[GroundingRecord], args: DataArguments, all_clas
         elif args.prompt_mode == "referring":
             for obj in rec.objects:
                 if obj.is_unique:
-                    query = args.referring_template.replace("{description}", _describe(obj)).replace("{class}", obj.cls)
+                    query = args.referring_template.replace("{description}", describe_object(obj.cls, obj.size, obj.position)).replace("{class}", obj.cls)
                     rows.append(_row(rec, query, np.asarray([obj.box]), obj.cls, "referring", args, unique=True))
         if args.add_negatives and (args.negative_fraction >= 1.0 or negative_rng.random() < args.negative_fraction):
             absent = [c for c in classes if c not in present]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_directory", "merge_adapters", "replace_directory", "save_final"]
+__all__ = ["CheckpointStaging", "atomic_directory", "merge_adapters", "replace_directory", "save_final"]
 
 
 @contextmanager
@@ -37,6 +37,43 @@ def replace_directory(source: Path, target: Path) -> None:
         os.replace(target, old)
     os.replace(source, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class CheckpointStaging:
+    """Makes the Trainer's ``checkpoint-N`` directories complete or absent.
+
+    While :meth:`staged` is open, :meth:`redirect` maps the run directory to a staging
+    directory beside it (the trainer's ``_get_output_dir`` calls it), so the Trainer writes
+    ``{run_dir}/.staging/checkpoint-N``; on exit the main process renames it to
+    ``{run_dir}/checkpoint-N``, which ``resume_from_checkpoint`` then sees whole or not at all.
+    """
+
+    STAGING = ".staging"
+
+    def __init__(self):
+        self.active = False
+
+    def redirect(self, run_dir: str) -> str:
+        return os.path.join(run_dir, self.STAGING) if self.active else run_dir
+
+    @contextmanager
+    def staged(self, run_dir: str, name: str, is_main: bool, barrier):
+        """Around one checkpoint save: yields the staged checkpoint's path; ``barrier()``
+        synchronizes the processes before the main one moves the result into place."""
+        staging = os.path.join(run_dir, self.STAGING)
+        self.active = True
+        try:
+            yield os.path.join(staging, name)
+        finally:
+            self.active = False
+        barrier()
+        if is_main:
+            target = Path(run_dir) / name
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(os.path.join(staging, name), target)
+            shutil.rmtree(staging, ignore_errors=True)
+        barrier()
 
 
 def save_final(trainer, processor, output_dir) -> Path:

@@ -13,6 +13,8 @@ import logging
 
 import torch
 
+from .vision_attention import use_packed_vision_attention
+
 __all__ = ["count_parameters", "load_model", "load_processor", "lora_target_modules", "prepare_quantized_for_training"]
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ def load_model(model_args, gradient_checkpointing: bool = True, device_map=None)
     elif device_map is not None:
         kwargs["device_map"] = device_map
     model = AutoModelForImageTextToText.from_pretrained(model_args.model, **kwargs)
+    use_packed_vision_attention(model)
 
     if model_args.load_in_4bit:
         prepare_quantized_for_training(model, gradient_checkpointing)

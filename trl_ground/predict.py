@@ -22,8 +22,10 @@ import torch
 
 from rewards import parse_boxes
 
-from .data import DEFAULT_QUERY, DEFAULT_SYSTEM_PROMPT, ImageLoader, grounding_prompt
-from .sampling import PromptBatch, completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
+from .batches import PromptBatch
+from .data import ImageLoader
+from .generation import generate_with_logprobs
+from .prompts import DEFAULT_QUERY, DEFAULT_SYSTEM_PROMPT, grounding_prompt
 
 __all__ = ["PredictionItem", "box_confidences", "items_from_examples", "items_from_folder", "load_for_inference", "predict"]
 
@@ -111,28 +113,6 @@ def prompt_batch(processor, items: list[PredictionItem], images: list, system_pr
     return PromptBatch(enc["input_ids"], enc["attention_mask"], enc.get("pixel_values"), enc.get("image_grid_thw"), enc.get("mm_token_type_ids"))
 
 
-def _generate_with_logprobs(model, prompts: PromptBatch, tokenizer, max_new_tokens: int):
-    """Greedy answers: ``(token ids (R, T), mask (R, T), truncated (R,), logprobs (R, T))``."""
-    eos = eos_ids_of(model, tokenizer)
-    with torch.no_grad(), eval_mode(model):
-        out = model.generate(
-            **prompts.model_inputs(),
-            do_sample=False,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=eos,
-            pad_token_id=tokenizer.pad_token_id,
-            suppress_tokens=vision_token_ids(tokenizer),
-            output_scores=True,
-            return_dict_in_generate=True,
-            use_cache=True,
-        )
-    ids = out.sequences[:, prompts.input_ids.shape[1] :]
-    scores = torch.stack(out.scores, dim=1).float()  # (R, T, vocab), after suppression
-    logprobs = torch.log_softmax(scores, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-    mask, truncated = completion_mask_until_eos(ids, eos)
-    return ids, mask, truncated, logprobs
-
-
 def predict(
     model,
     processor,
@@ -160,7 +140,7 @@ def predict(
         chunk = items[start : start + batch_size]
         images = [loader.load(item.image_path) for item in chunk]
         prompts = prompt_batch(processor, chunk, images, system_prompt, device)
-        ids, mask, truncated, logprobs = _generate_with_logprobs(model, prompts, tokenizer, max_new_tokens)
+        ids, mask, truncated, logprobs = generate_with_logprobs(model, prompts, tokenizer, max_new_tokens)
         for row, item in enumerate(chunk):
             n = int(mask[row].sum())
             token_ids = ids[row, :n].tolist()

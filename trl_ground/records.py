@@ -1,4 +1,4 @@
-"""Load and validate the grounding JSON (the seed's format) before anything trains.
+"""Load and validate the grounding JSON (the reference script's format) before anything trains.
 
 A file is a JSON list of records::
 

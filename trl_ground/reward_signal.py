@@ -10,50 +10,21 @@ both for a cost variant; ``scripts/check_reward_signal.py`` samples the answers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from rewards import score_answers
+from rewards import ScoringSettings
 
-from .trainer import advantages
+from .policy_gradient import advantages
 
-__all__ = ["CostVariant", "DEFAULT_VARIANTS", "signal_report"]
+__all__ = ["DEFAULT_VARIANTS", "signal_report"]
 
-
-@dataclass(frozen=True)
-class CostVariant:
-    """A way of turning an answer's grounding terms into a cost.
-
-    ``weights`` are ``(a, b, c)`` of ``a*iou_loss + b*fp + c*fn``; ``per_box`` divides the
-    counts by the number of predicted / ground-truth boxes (``fp / N``, ``fn / M``).
-    """
-
-    name: str
-    iou_threshold: float = 0.5
-    weights: tuple[float, float, float] = (1.0, 0.5, 1.0)
-    per_box: bool = False
-
-    def costs(self, texts: list[str], gts: list) -> tuple[np.ndarray, np.ndarray]:
-        """``(cost (R,), n_pred (R,))`` of answers ``texts`` against ``gts`` (``(M, 4)`` xyxy in [0, 1])."""
-        a, b, c = self.weights
-        scored = score_answers(texts, gts, self.iou_threshold)
-        cost, n_pred = [], []
-        for s in scored:
-            t = s.terms
-            fp, fn = (t.fp / max(t.n_pred, 1), t.fn / max(t.n_gt, 1)) if self.per_box else (t.fp, t.fn)
-            cost.append(a * t.iou_loss + b * fp + c * fn)
-            n_pred.append(t.n_pred)
-        return np.array(cost, dtype=np.float64), np.array(n_pred)
-
-
-DEFAULT_VARIANTS = (
-    CostVariant("default"),
-    CostVariant("iou_threshold_0.1", iou_threshold=0.1),
-    CostVariant("per_box_counts", per_box=True),
-    CostVariant("no_fp_weight", weights=(1.0, 0.0, 1.0)),
-)
+# Cost variants compared by the report: name -> scoring settings.
+DEFAULT_VARIANTS: dict[str, ScoringSettings] = {
+    "counts": ScoringSettings(cost="counts"),
+    "counts_iou0.1": ScoringSettings(cost="counts", iou_threshold=0.1),
+    "counts_no_fp_weight": ScoringSettings(cost="counts", fp_loss_weight=0.0),
+}
 
 
 def _mean(values) -> float | None:
@@ -61,9 +32,10 @@ def _mean(values) -> float | None:
     return round(float(values.mean()), 4) if values.size else None
 
 
-def signal_report(texts: list[str], gts: list, k: int, variant: CostVariant = DEFAULT_VARIANTS[0]) -> dict:
+def signal_report(texts: list[str], gts: list, k: int, settings: ScoringSettings | None = None, name: str = "default") -> dict:
     """Statistics of ``texts`` (``P*K`` answers, the K of a prompt consecutive) scored
-    against ``gts`` (``P`` ground truths, each ``(M, 4)`` xyxy in [0, 1]).
+    against ``gts`` (``P`` ground truths, each ``(M, 4)`` xyxy in [0, 1]) with the cost of
+    ``settings`` (reported under ``name``).
 
     Returns ``mean_cost``; ``mean_group_std`` (spread of the cost among a prompt's K
     answers) and ``zero_spread_fraction`` (prompts whose K answers all cost the same: no
@@ -79,13 +51,16 @@ def signal_report(texts: list[str], gts: list, k: int, variant: CostVariant = DE
     n_prompts = len(texts) // k
     if len(gts) != n_prompts:
         raise ValueError(f"{len(gts)} ground truths for {n_prompts} prompts")
-    cost, n_pred = variant.costs(texts, [g for g in gts for _ in range(k)])
+    settings = settings if settings is not None else ScoringSettings()
+    scored = settings.score(texts, [g for g in gts for _ in range(k)])
+    cost = np.array([settings.answer_cost(s) for s in scored], dtype=np.float64)
+    n_pred = np.array([len(s.parsed) for s in scored])
     adv = advantages(torch.as_tensor(cost), k, None).numpy().reshape(n_prompts, k)
     cost, empty = cost.reshape(n_prompts, k), n_pred.reshape(n_prompts, k) == 0
     spread = cost.std(axis=1)
     positive = np.array([len(np.asarray(g).reshape(-1, 4)) > 0 for g in gts])
     report = {
-        "variant": variant.name,
+        "variant": name,
         "mean_cost": _mean(cost),
         "mean_group_std": _mean(spread),
         "zero_spread_fraction": _mean(spread < 1e-9),

@@ -1,4 +1,4 @@
-"""A synthetic grounding dataset in the seed's format, deterministic for a seed.
+"""A synthetic grounding dataset in the reference script's format, deterministic for a seed.
 
 Aerial-style scenes: classes drawn as distinguishable shapes (``ship``: a long hull with
 a pointed bow; ``airplane``: fuselage and wings; ``vehicle``: a small rectangle with a
@@ -115,23 +115,51 @@ def _overlap_fraction(a: np.ndarray, b: np.ndarray) -> float:
     return iw * ih / smaller if smaller > 0 else 0.0
 
 
-def make_synthetic_dataset(out_dir, n: int = 200, seed: int = 0, test_fraction: float = 0.2, size: int = 128, max_objects: int = 8):
-    """Write ``images/*.png``, ``train.json`` and ``test.json`` under ``out_dir``.
-
-    The first ``n * (1 - test_fraction)`` scenes are training, the rest test. Returns the
-    paths ``(train_json, test_json, img_root)``.
-    """
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+def _write_scenes(out: Path, seed: int, indices: range, size: int, max_objects: int) -> list[dict]:
+    """Draw and save the scenes ``indices`` (scene ``i`` from its own RNG, ``(seed, i)``, so
+    the dataset does not depend on how the work is split); their records in order."""
     records = []
-    for i in range(n):
-        img, objects = make_scene(rng, size=size, max_objects=max_objects)
+    for i in indices:
+        img, objects = make_scene(np.random.default_rng([seed, i]), size=size, max_objects=max_objects)
         name = f"scene_{seed}_{i:05d}.png"
         img.save(out / "images" / name)
         records.append({"image": name, "image_path": f"images/{name}", "caption": f"{len(objects)} objects", "objects": objects})
-    n_test = int(round(n * test_fraction))
-    train, test = records[: n - n_test], records[n - n_test :]
+    return records
+
+
+def make_synthetic_dataset(
+    out_dir,
+    n: int = 200,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    size: int = 128,
+    max_objects: int = 8,
+    val_fraction: float = 0.0,
+    workers: int = 1,
+):
+    """Write ``images/*.png``, ``train.json`` and ``test.json`` (and ``val.json`` when
+    ``val_fraction > 0``) under ``out_dir``, drawing with ``workers`` processes.
+
+    The last ``n * test_fraction`` scenes are test, the ``n * val_fraction`` before them
+    validation, the rest training. Deterministic for a seed, whatever ``workers``. Returns
+    the paths ``(train_json, test_json, img_root)``.
+    """
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    if workers > 1 and n > workers:
+        from concurrent.futures import ProcessPoolExecutor
+
+        bounds = np.linspace(0, n, workers + 1).astype(int)
+        with ProcessPoolExecutor(workers) as pool:
+            parts = pool.map(_write_scenes, *zip(*[(out, seed, range(a, b), size, max_objects) for a, b in zip(bounds[:-1], bounds[1:])]))
+            records = [r for part in parts for r in part]
+    else:
+        records = _write_scenes(out, seed, range(n), size, max_objects)
+    n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+    n_train = n - n_test - n_val
+    train, val, test = records[:n_train], records[n_train : n - n_test], records[n - n_test :]
     (out / "train.json").write_text(json.dumps(train, indent=1))
     (out / "test.json").write_text(json.dumps(test, indent=1))
+    if n_val:
+        (out / "val.json").write_text(json.dumps(val, indent=1))
     return out / "train.json", out / "test.json", out

@@ -50,12 +50,13 @@ def load_data_and_model(data_args, model_args, config, with_completion: bool = T
     return train_ds, eval_ds, processor, model
 
 
-def build_trainer(data_args, model_args, config) -> GroundingSFTTrainer:
+def build_trainer(data_args, model_args, scoring, config) -> GroundingSFTTrainer:
     """Everything up to ``trainer.train()``: datasets, processor, model, trainer."""
     train_ds, eval_ds, processor, model = load_data_and_model(data_args, model_args, config)
     return GroundingSFTTrainer(
         model=model,
         args=config,
+        scoring=scoring,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=processor,
@@ -63,16 +64,16 @@ def build_trainer(data_args, model_args, config) -> GroundingSFTTrainer:
     )
 
 
-def run_sft(data_args, model_args, config) -> GroundingSFTTrainer:
+def run_sft(data_args, model_args, scoring, config) -> GroundingSFTTrainer:
     """The main job: train the hybrid loss, then write ``final/`` and ``final_merged/``."""
-    return run_training(data_args, model_args, config, build_trainer)
+    return run_training(data_args, model_args, scoring, config, build_trainer)
 
 
-def run_training(data_args, model_args, config, build):
-    """Build a trainer with ``build(data_args, model_args, config)``, train, then write
-    ``final/`` and (with LoRA) ``final_merged/`` under ``output_dir``."""
+def run_training(data_args, model_args, scoring, config, build):
+    """Build a trainer with ``build(data_args, model_args, scoring, config)``, train, then
+    write ``final/`` and (with LoRA) ``final_merged/`` under ``output_dir``."""
     ensure_demo_assets(data_args, model_args)
-    trainer = build(data_args, model_args, config)
+    trainer = build(data_args, model_args, scoring, config)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     finish_run(trainer, model_args, config.output_dir)
     return trainer

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from rewards import grounding_terms
+from rewards import ScoringSettings, grounding_terms
 from rewards import grpo
-from rewards.grpo import completion_text, get_grounding_reward, get_reward
+from rewards.grpo import REWARDS, completion_text, get_grounding_reward, get_reward
 
 GT = [[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.9]]
 
@@ -19,8 +19,9 @@ def test_terms_hand_computed():
     assert t.iou_loss == pytest.approx(0.125)
     assert (t.fp, t.fn, t.n_matched) == (1.0, 0.0, 2)
     assert t.precision == pytest.approx(2 / 3) and t.recall == 1.0 and t.f1 == pytest.approx(0.8)
-    # cost with the seed's weights: 1*0.125 + 0.5*1 + 1*0 = 0.625
-    assert t.cost(1.0, 0.5, 1.0) == pytest.approx(0.625)
+    # counts cost with the reference script's weights: 1*0.125 + 0.5*1 + 1*0 = 0.625
+    assert ScoringSettings().counts_cost(t) == pytest.approx(0.625)
+    assert ScoringSettings(fp_loss_weight=2.0).counts_cost(t) == pytest.approx(2.125)
 
 
 def test_terms_edge_cases():
@@ -48,8 +49,8 @@ def answer(boxes, label="ship"):
 
 def test_grounding_reward_is_negative_trainer_cost():
     pred = [[0.1, 0.1, 0.3, 0.3], [0.0, 0.9, 0.05, 1.0]]
-    reward = get_grounding_reward(1.0, 0.5, 1.0)
-    expected = -grounding_terms(pred, GT).cost(1.0, 0.5, 1.0)
+    reward = get_grounding_reward(ScoringSettings(cost="counts"))
+    expected = -ScoringSettings().counts_cost(grounding_terms(pred, GT))
     # one FP (0.5) + one FN (1.0), IoU loss 0 -> -1.5
     assert reward([answer(pred)], gt_boxes=[GT]) == [pytest.approx(expected)] == [pytest.approx(-1.5)]
 
@@ -66,24 +67,27 @@ def test_rewards_accept_conversational_completions_and_ignore_kwargs():
 
 
 def test_label_aware_reward_reads_class_column():
-    r = get_reward("f1", label_aware=True)
+    r = get_reward("f1", ScoringSettings(label_aware_matching=True))
     assert r([answer(GT, "car")], gt_boxes=[GT], **{"class": ["ship"]}) == [0.0]
     assert r([answer(GT, "ship")], gt_boxes=[GT], **{"class": ["ship"]}) == [1.0]
 
 
-def test_factories_check_arguments_and_names_are_stable():
-    with pytest.raises(ValueError):
-        get_grounding_reward(iou_weight=-1)
-    with pytest.raises(ValueError):
+def test_settings_and_factories_check_arguments_and_names_are_stable():
+    with pytest.raises(ValueError, match="iou_loss_weight"):
+        ScoringSettings(iou_loss_weight=-1)
+    with pytest.raises(ValueError, match=r"valid names: \['f1', 'fn', 'format', 'fp', 'grounding', 'iou'\]"):
         get_reward("precision")
-    with pytest.raises(ValueError):
-        get_grounding_reward(iou_threshold=2)
+    with pytest.raises(ValueError, match="iou_threshold"):
+        ScoringSettings(iou_threshold=2)
+    with pytest.raises(ValueError, match="method"):
+        ScoringSettings(match_method="random")
     assert get_grounding_reward().__name__ == "grounding_reward"
     assert grpo.iou_reward.__name__ == "iou_reward"
+    assert all(get_reward(name).__name__ == f"{name}_reward" for name in REWARDS)
 
 
 def test_rewards_pickle():
-    r = get_grounding_reward(2.0, 0.1, 0.3, label_aware=True)
+    r = get_grounding_reward(ScoringSettings(iou_loss_weight=2.0, fp_loss_weight=0.1, fn_loss_weight=0.3, label_aware_matching=True))
     r2 = pickle.loads(pickle.dumps(r))
     assert r2.__name__ == r.__name__ and r2([answer(GT)], gt_boxes=[GT]) == r([answer(GT)], gt_boxes=[GT])
     assert pickle.loads(pickle.dumps(grpo.format_reward))(["[]"]) == [1.0]

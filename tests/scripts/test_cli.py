@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from ..conftest import REPO
 
 
@@ -30,6 +32,7 @@ def test_sft_script_rejects_a_bad_config_before_loading(tmp_path):
     assert r.returncode == 2 and "lora_r" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_step_benchmark_runs_in_smoke_mode(tmp_path):
     out = tmp_path / "step.json"
     r = run("scripts/bench_step.py", "--smoke", "--out", str(out))
@@ -41,6 +44,7 @@ def test_step_benchmark_runs_in_smoke_mode(tmp_path):
     assert result["greedy_token_agreement"] == 1.0
 
 
+@pytest.mark.slow
 def test_learning_benchmark_quick_mode(tmp_path):
     out = tmp_path / "learning.json"
     variant = '{"hybrid_iou0.1": {"base": "hybrid", "flags": ["--iou-threshold", "0.1"]}}'

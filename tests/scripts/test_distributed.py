@@ -29,6 +29,7 @@ def test_accelerate_configs_parse(name):
         assert config.deepspeed_config["zero_stage"] == int(name[-1])
 
 
+@pytest.mark.slow
 def test_two_process_cpu_run_trains_and_writes_one_set_of_outputs(tiny_model_dir, synthetic_data, tmp_path):
     train, test, root = synthetic_data
     out = tmp_path / "run"
@@ -50,7 +51,8 @@ def test_two_process_cpu_run_trains_and_writes_one_set_of_outputs(tiny_model_dir
     logs = [r for r in state["log_history"] if "lm_loss" in r]
     assert [r["step"] for r in logs] == [1, 2] and all("f1" in r and "grounding_cost" in r for r in logs)
     # 2 processes x batch 4 per step: one step covers 8 examples (one process would cover 4)
-    from trl_ground.data import DataArguments, build_examples
+    from trl_ground.config import DataArguments
+    from trl_ground.data import build_examples
     from trl_ground.records import load_records
 
     n_examples = len(build_examples(load_records(train, root)[0], DataArguments(add_negatives=True)))

@@ -77,15 +77,16 @@ def test_plot_training_from_a_run(tmp_path):
 
 def test_confidences_follow_generation_logprobs(tiny_model_dir, synthetic_data):
     """The score of each box is exp(mean log-prob) of its coordinate tokens, recomputed here."""
-    from trl_ground.predict import _generate_with_logprobs, prompt_batch, items_from_folder, load_for_inference
     from trl_ground.data import ImageLoader
+    from trl_ground.generation import generate_with_logprobs
+    from trl_ground.predict import items_from_folder, load_for_inference, prompt_batch
 
     _, _, root = synthetic_data
     model, processor = load_for_inference(str(tiny_model_dir))
     items = items_from_folder(root / "images", "ship")[:2]
     images = [ImageLoader(32 * 32, 448 * 448).load(i.image_path) for i in items]
     prompts = prompt_batch(processor, items, images, "sys", torch.device("cpu"))
-    ids, mask, truncated, logprobs = _generate_with_logprobs(model, prompts, processor.tokenizer, 6)
+    ids, mask, truncated, logprobs = generate_with_logprobs(model, prompts, processor.tokenizer, 6)
     assert (logprobs <= 0).all() and ids.shape == logprobs.shape
     with torch.no_grad():  # the same log-probabilities from a forward pass over prompt + answer
         full = torch.cat([prompts.input_ids, ids], dim=1)

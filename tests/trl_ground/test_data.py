@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from rewards import parse_boxes
-from trl_ground.data import DataArguments, ImageLoader, build_dataset, build_examples, smart_resize
+from trl_ground.config import DataArguments
+from trl_ground.data import ImageLoader, build_dataset, build_examples, smart_resize
 from trl_ground.records import load_records
 from trl_ground.synthetic import make_synthetic_dataset
 

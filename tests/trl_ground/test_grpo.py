@@ -3,15 +3,16 @@ import re
 import pytest
 import torch
 
-from trl_ground.config import parse_sft_args
-from trl_ground.grpo import GroundingGRPOConfig, build_rewards, run_grpo
+from rewards import ScoringSettings
+from trl_ground.config import GroundingGRPOConfig, parse_args
+from trl_ground.grpo import build_rewards, run_grpo
 
 from ..conftest import REPO
 
 
 def grpo_args(tiny_model_dir, synthetic_data, out, *extra):
     train, _, root = synthetic_data
-    return parse_sft_args([
+    return parse_args([
         "--config", str(REPO / "configs/grpo_demo.yaml"), "--model", str(tiny_model_dir), "--build-tiny-model", "false",
         "--train-json", str(train), "--img-root", str(root), "--make-synthetic-data", "0", "--output-dir", str(out),
         "--max-steps", "2", "--logging-steps", "1", "--save-steps", "2", *extra,
@@ -27,17 +28,14 @@ def test_grpo_demo_trains_two_steps_and_logs_each_reward(tiny_model_dir, synthet
     assert (tmp_path / "final" / "adapter_model.safetensors").exists() and (tmp_path / "final_merged" / "model.safetensors").exists()
 
 
-def test_unknown_reward_lists_the_valid_names(tmp_path):
-    with pytest.raises(ValueError, match=re.escape("valid names: ['f1', 'fn', 'format', 'fp', 'grounding', 'iou']")):
-        parse_sft_args(["--config", str(REPO / "configs/grpo_demo.yaml"), "--rewards", "grounding", "accuracy"],
-                       config_class=GroundingGRPOConfig)
-
-
 def test_rewards_follow_the_scoring_settings():
-    _, _, cfg = parse_sft_args(["--rewards", "grounding", "iou", "format", "--fp-loss-weight", "2", "--iou-threshold", "0.7"],
-                               config_class=GroundingGRPOConfig)
-    grounding, iou, fmt = build_rewards(cfg)
-    assert grounding.weights == (1.0, 2.0, 1.0) and iou.iou_threshold == 0.7 and fmt.kind == "format"
+    _, _, scoring, cfg = parse_args(
+        ["--rewards", "grounding", "iou", "format", "--cost", "counts", "--fp-loss-weight", "2", "--iou-threshold", "0.7"],
+        config_class=GroundingGRPOConfig,
+    )
+    grounding, iou, fmt = build_rewards(cfg.rewards, scoring)
+    assert grounding.settings == scoring == ScoringSettings(cost="counts", fp_loss_weight=2.0, iou_threshold=0.7)
+    assert iou.settings.iou_threshold == 0.7 and fmt.kind == "format"
     answer = '[{"bbox_2d": [100, 100, 300, 300]}, {"bbox_2d": [600, 600, 700, 700]}]'
     assert grounding([answer], gt_boxes=[[[0.1, 0.1, 0.3, 0.3]]]) == [pytest.approx(-2.0)]  # one FP at weight 2
 
@@ -49,7 +47,7 @@ def test_grpo_starts_from_an_sft_adapter(tiny_model_dir, synthetic_data, tmp_pat
     from trl_ground.train import run_sft
 
     train, test, root = synthetic_data
-    sft = run_sft(*parse_sft_args([
+    sft = run_sft(*parse_args([
         "--config", str(REPO / "configs/demo.yaml"), "--model", str(tiny_model_dir), "--build-tiny-model", "false",
         "--train-json", str(train), "--eval-json", str(test), "--img-root", str(root), "--make-synthetic-data", "0", "--eval-strategy", "no",
         "--output-dir", str(tmp_path / "sft"), "--max-steps", "2",

@@ -1,16 +1,20 @@
 import pytest
 
-from trl_ground.reward_signal import DEFAULT_VARIANTS, CostVariant, signal_report
+from rewards import ScoringSettings
+from trl_ground.reward_signal import DEFAULT_VARIANTS, signal_report
 
 BOX = [0.1, 0.1, 0.3, 0.3]
 RIGHT = '[{"bbox_2d": [100, 100, 300, 300]}]'
 WRONG = '[{"bbox_2d": [700, 700, 900, 900]}]'
 
 
-def test_empty_answer_beats_a_wrong_box_under_the_default_cost():
+COUNTS = ScoringSettings(cost="counts")
+
+
+def test_empty_answer_beats_a_wrong_box_under_the_counts_cost():
     # prompt 1 (one box): [] vs a wrong box; prompt 2 (one box): the right box vs []; prompt 3 (negative): [] twice
     texts = ["[]", WRONG, RIGHT, "[]", "[]", "[]"]
-    report = signal_report(texts, [[BOX], [BOX], []], k=2)
+    report = signal_report(texts, [[BOX], [BOX], []], k=2, settings=COUNTS)
     pos, neg = report["positives"], report["negatives"]
     assert pos["prompts"] == 2 and neg["prompts"] == 1
     assert pos["empty_fraction"] == 0.5
@@ -24,14 +28,12 @@ def test_empty_answer_beats_a_wrong_box_under_the_default_cost():
 
 def test_variants_change_the_incentive():
     texts = ["[]", WRONG]
-    no_fp = signal_report(texts, [[BOX]], k=2, variant=CostVariant("no_fp", weights=(1.0, 0.0, 1.0)))
-    assert no_fp["zero_spread_fraction"] == 1.0  # a wrong box now costs what [] costs
-    per_box = signal_report([WRONG + "", "[]"], [[BOX, [0.5, 0.5, 0.6, 0.6]]], k=2, variant=CostVariant("pb", per_box=True))
-    assert per_box["positives"]["cost_empty"] == 2.0 and per_box["positives"]["cost_boxes"] == 2.5
+    no_fp = signal_report(texts, [[BOX]], k=2, settings=ScoringSettings(cost="counts", fp_loss_weight=0.0), name="no_fp")
+    assert no_fp["zero_spread_fraction"] == 1.0 and no_fp["variant"] == "no_fp"  # a wrong box now costs what [] costs
     near = '[{"bbox_2d": [150, 150, 350, 350]}]'  # IoU with BOX ~0.39: a near miss
-    loose = signal_report(["[]", near], [[BOX]], k=2, variant=CostVariant("loose", iou_threshold=0.1))
+    loose = signal_report(["[]", near], [[BOX]], k=2, settings=ScoringSettings(cost="counts", iou_threshold=0.1))
     assert loose["positives"]["empty_wins"] == 0.0  # matched from IoU 0.1, the near miss beats []
-    assert {v.name for v in DEFAULT_VARIANTS} >= {"default", "per_box_counts"}
+    assert {"counts", "counts_iou0.1"} <= set(DEFAULT_VARIANTS)
 
 
 def test_bad_shapes_are_refused():
@@ -58,8 +60,8 @@ def test_check_reward_signal_script_samples_and_reports(tiny_model_dir, syntheti
     )
     assert r.returncode == 0, r.stderr[-2000:]
     reports = json.loads(out.read_text())
-    assert [(x["temperature"], x["variant"]) for x in reports] == [(t, v.name) for t in (0.7, 1.0) for v in DEFAULT_VARIANTS]
+    assert [(x["temperature"], x["variant"]) for x in reports] == [(t, v) for t in (0.7, 1.0) for v in DEFAULT_VARIANTS]
     for x in reports:
         assert x["k"] == 2 and x["positives"]["prompts"] + x["negatives"]["prompts"] == 4
         assert 0.0 <= x["zero_spread_fraction"] <= 1.0
-    assert "no spread" in r.stdout and "default" in r.stdout
+    assert "no spread" in r.stdout and "counts" in r.stdout

@@ -4,7 +4,7 @@ from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
 from rewards import to_qwen_answer
 from trl_ground.collator import GroundingCollator
-from trl_ground.data import grounding_prompt
+from trl_ground.prompts import grounding_prompt
 
 
 def example(answer_boxes, size=(128, 96)):

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from trl_ground import trainer as trainer_module
-from trl_ground.config import parse_sft_args
-from trl_ground.sampling import completion_logprobs, prompts_from_sft_batch, sample_answers
+from trl_ground.batches import prompts_from_sft_batch
+from trl_ground.config import parse_args
+from trl_ground.fused_pass import answer_logprobs
+from trl_ground.generation import sample_answers
 from trl_ground.train import build_trainer
-from trl_ground.trainer import advantages
 
 from ..conftest import REPO
 
@@ -30,20 +31,11 @@ def argv(tiny_model_dir, synthetic_data, out, *extra):
 
 
 def make_trainer(tiny_model_dir, synthetic_data, out, *extra):
-    return build_trainer(*parse_sft_args(argv(tiny_model_dir, synthetic_data, out, *extra)))
+    return build_trainer(*parse_args(argv(tiny_model_dir, synthetic_data, out, *extra)))
 
 
 def first_batch(trainer):
     return next(iter(trainer.get_train_dataloader()))
-
-
-def test_advantages_leave_one_out_and_running_mean():
-    cost = torch.tensor([1.0, 3.0, 2.0, 2.0])
-    # K = 2: baseline of sample 0 is sample 1's cost -> 1 - 3 = -2; 3 - 1 = 2; 0; 0
-    assert advantages(cost, 2, None).tolist() == [-2.0, 2.0, 0.0, 0.0]
-    # K = 1: running mean 1.5; without one, the batch mean 2.0
-    assert advantages(cost, 1, 1.5).tolist() == [-0.5, 1.5, 0.5, 0.5]
-    assert advantages(cost, 1, None).tolist() == [-1.0, 1.0, 0.0, 0.0]
 
 
 def grads_after_loss(trainer, batch, seed=0):
@@ -96,8 +88,9 @@ def test_sampled_logprobs_match_a_separate_forward_pass(tiny_model_dir, syntheti
     torch.manual_seed(0)
     samples = sample_answers(trainer.model, prompts, tok, k=2, max_new_tokens=12)
     assert len(samples.texts) == 2 * len(prompts)
-    fused = completion_logprobs(trainer.model, samples)
-    assert fused.requires_grad
+    token_logp = answer_logprobs(trainer.model, samples)
+    assert token_logp.requires_grad and token_logp.shape == samples.completion_ids.shape
+    fused = (token_logp * samples.completion_mask).sum(1) / samples.completion_mask.sum(1)
     # reference: plain logits of [prompt][answer], log-softmax, gather, mean over answer tokens
     rows = samples.prompts
     ids = torch.cat([rows.input_ids, samples.completion_ids], dim=1)
@@ -132,7 +125,7 @@ def test_demo_trains_saves_and_reloads(tiny_model_dir, synthetic_data, tmp_path)
     from trl_ground.train import run_sft
 
     out = tmp_path / "run"
-    args = parse_sft_args(argv(tiny_model_dir, synthetic_data, out, "--max-steps", "4", "--save-steps", "2", "--logging-steps", "1", "--eval-steps", "4"))
+    args = parse_args(argv(tiny_model_dir, synthetic_data, out, "--max-steps", "4", "--save-steps", "2", "--logging-steps", "1", "--eval-steps", "4"))
     before = {n: p.detach().clone() for n, p in AutoModelForImageTextToText.from_pretrained(tiny_model_dir).named_parameters()}
     trainer = run_sft(*args)
     logs = trainer.state.log_history
@@ -176,65 +169,13 @@ def test_resume_continues_the_same_run(tiny_model_dir, synthetic_data, tmp_path)
     assert res_last["lm_loss"] == pytest.approx(full_last["lm_loss"], rel=1e-4)
 
 
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (("--lora-r", "0"), "lora_r"),
-        (("--grounding-gradient", "sometimes"), "grounding_gradient"),
-        (("--samples-per-prompt", "0"), "samples_per_prompt"),
-        (("--no-use-lora", "--load-in-4bit", "true"), "load_in_4bit needs use_lora"),
-        (("--iou-loss-weight", "-1"), "iou_loss_weight"),
-    ],
-)
-def test_bad_configs_fail_before_loading(extra, message, tmp_path):
-    with pytest.raises(ValueError, match=message):
-        parse_sft_args(["--config", str(REPO / "configs/demo.yaml"), "--output-dir", str(tmp_path), *extra])
-
-
-def test_unknown_yaml_key_and_cli_flag_fail(tmp_path):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("model: x\nlearning_rat: 0.1\n")
-    with pytest.raises(ValueError, match="learning_rat"):
-        parse_sft_args(["--config", str(cfg)])
-    with pytest.raises(ValueError, match="--no-such-flag"):
-        parse_sft_args(["--no-such-flag", "1"])
-
-
-def test_seed_flags_and_defaults():
-    data, model, cfg = parse_sft_args(["--batch-size", "3", "--epochs", "2", "--lora-r", "8", "--no-use-lora", "--no-load-in-4bit"])
-    assert (cfg.per_device_train_batch_size, cfg.num_train_epochs, model.lora_r, model.use_lora) == (3, 2, 8, False)
-    assert cfg.learning_rate == 2e-5  # full fine-tuning default
-    _, model, cfg = parse_sft_args([])
-    assert model.model == "unsloth/Qwen3-VL-8B-Instruct" and model.use_lora and model.load_in_4bit
-    assert (cfg.per_device_train_batch_size, cfg.num_train_epochs, cfg.learning_rate) == (2, 3, 2e-4)
-    assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (16, 16, 0.0)
-    assert (cfg.iou_loss_weight, cfg.fp_loss_weight, cfg.fn_loss_weight) == (1.0, 0.5, 1.0)
-    assert (cfg.gradient_accumulation_steps, cfg.save_steps, cfg.logging_steps) == (4, 100, 10)
-    _, _, cfg = parse_sft_args(["--lr", "0.01"])
-    assert cfg.learning_rate == 0.01
-
-
-def test_yaml_accepts_seed_names(tmp_path):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps({"batch_size": 5, "lr": 0.003, "epochs": 1}))
-    _, _, c = parse_sft_args(["--config", str(cfg)])
-    assert (c.per_device_train_batch_size, c.learning_rate, c.num_train_epochs) == (5, 0.003, 1)
-
-
-@pytest.mark.parametrize("name", ["qlora", "lora16", "full", "demo"])
-def test_shipped_configs_parse(name):
-    data, model, cfg = parse_sft_args(["--config", str(REPO / "configs" / f"{name}.yaml")])
-    assert cfg.grounding_gradient == "policy_gradient" and data.img_root
-    assert model.load_in_4bit == (name == "qlora") and model.use_lora == (name != "full")
-
-
 def test_full_fine_tuning_writes_a_full_model(tiny_model_dir, synthetic_data, tmp_path):
     from transformers import AutoModelForImageTextToText
 
     from trl_ground.train import run_sft
 
     out = tmp_path / "full"
-    args = parse_sft_args(argv(tiny_model_dir, synthetic_data, out, "--no-use-lora", "--max-steps", "1", "--eval-strategy", "no", "--lr", "0.01"))
+    args = parse_args(argv(tiny_model_dir, synthetic_data, out, "--no-use-lora", "--max-steps", "1", "--eval-strategy", "no", "--lr", "0.01"))
     trainer = run_sft(*args)
     assert trainer.args.learning_rate == 0.01
     assert (out / "final" / "model.safetensors").exists() and not (out / "final_merged").exists()
@@ -256,7 +197,7 @@ def test_fused_pass_gives_the_same_loss_and_gradients_as_two_passes(tiny_model_d
     results = {}
     for fuse in (True, False):
         trainer.args.fuse_logprob_pass = fuse
-        trainer._running_baseline = None
+        trainer.baseline.value = None
         results[fuse] = grads_after_loss(trainer, batch, seed=7)  # same seed -> same sampled tokens
     (loss_f, grads_f), (loss_u, grads_u) = results[True], results[False]
     torch.testing.assert_close(loss_f, loss_u, rtol=1e-5, atol=1e-6)

@@ -3,17 +3,16 @@
 import pytest
 import torch
 
-from trl_ground.config import parse_sft_args
-from trl_ground.fast_sampler import StaticSampler
-from trl_ground.sampling import prompts_from_sft_batch, sample_answers
-from trl_ground.train import build_trainer
+from trl_ground.batches import prompts_from_sft_batch
+from trl_ground.generation import sample_answers
+from trl_ground.static_sampler import StaticSampler
 
-from .test_trainer import argv
+from .test_trainer import make_trainer
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir, synthetic_data, tmp_path_factory):
-    trainer = build_trainer(*parse_sft_args(argv(tiny_model_dir, synthetic_data, tmp_path_factory.mktemp("fs"))))
+    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path_factory.mktemp("fs"))
     batch = next(iter(trainer.get_train_dataloader()))
     tok = trainer.processing_class.tokenizer
     return trainer.model, prompts_from_sft_batch(batch, tok.pad_token_id), tok

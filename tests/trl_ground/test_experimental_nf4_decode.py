@@ -6,7 +6,7 @@ import torch
 
 bnb_functional = pytest.importorskip("bitsandbytes.functional")
 
-from trl_ground.nf4_decode import dequantize_nf4_reference, nf4_state  # noqa: E402
+from trl_ground.experimental.nf4_decode import dequantize_nf4_reference, nf4_state  # noqa: E402
 
 
 class FakeParam:

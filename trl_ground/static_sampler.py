@@ -1,8 +1,9 @@
 """The in-loop sampler: a static KV cache and a decode step replayed from a CUDA graph.
 
 ``model.generate`` spends most of a decode step in Python and kernel launches at training
-batch sizes (DESIGN.md: ~110 ms per token for the 8B model against a ~1.3 ms memory floor),
-and transformers does not compile the decode step of a bitsandbytes model. This sampler:
+batch sizes (about 90-140 ms per token for the 8B model on an H200, BENCHMARKS.md, against a
+memory floor of a few ms), and transformers does not compile the decode step of a
+bitsandbytes model. This sampler:
 
 1. prefills the prompts (eagerly; images included) into a ``StaticCache`` whose length is
    rounded up to a bucket, so that steps with other prompt lengths reuse it;
@@ -12,10 +13,7 @@ and transformers does not compile the decode step of a bitsandbytes model. This 
 3. samples outside the graph with the exact arithmetic of ``generate`` (temperature, then
    ``softmax`` + ``multinomial``; ``argmax`` when greedy), suppressing the image tokens and,
    before ``min_new_tokens``, the end tokens;
-4. optionally (``nf4_kernel``), runs the decode step's 4-bit linears through a kernel that
-   reads the NF4 codes directly (:mod:`trl_ground.nf4_decode`) instead of dequantizing every
-   weight to bf16 for every token; off by default until it beats bitsandbytes;
-5. stops as soon as every row has ended (checked every few tokens, to avoid a sync per step).
+4. stops as soon as every row has ended (checked every few tokens, to avoid a sync per step).
 
 Graphs hold pointers to the weights: LoRA weights updated in place by the optimizer stay
 valid, so a graph is captured once per shape and reused for the whole run.
@@ -23,15 +21,15 @@ valid, so a graph is captured once per shape and reused for the whole run.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import math
 
 import torch
 
-from .nf4_decode import fast_nf4_decode
-from .sampling import PromptBatch, Samples, completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
+from .batches import PromptBatch, Samples
+from .mrope import mrope_position_ids
+from .generation import completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
 
 __all__ = ["StaticSampler"]
 
@@ -76,7 +74,7 @@ class _DecodeState:
 
 
 class StaticSampler:
-    """Samples answers for :class:`~trl_ground.sampling.PromptBatch` es, reusing its caches
+    """Samples answers for :class:`~trl_ground.batches.PromptBatch` es, reusing its caches
     and graphs across calls. One instance per model (the trainer keeps one).
 
     Args:
@@ -84,15 +82,12 @@ class StaticSampler:
         bucket: cache lengths are rounded up to a multiple of this.
         max_states: caches (and graphs) kept for this many ``(rows, length)`` shapes, the
             least recently used dropped first.
-        nf4_kernel: route the decode step's 4-bit linears through :mod:`trl_ground.nf4_decode`
-            (off by default: measured slower than bitsandbytes' dequantize + matmul, BENCHMARKS.md).
     """
 
-    def __init__(self, use_cuda_graph: bool = True, bucket: int = 128, nf4_kernel: bool = False, max_states: int = 4):
+    def __init__(self, use_cuda_graph: bool = True, bucket: int = 128, max_states: int = 4):
         self.use_cuda_graph = use_cuda_graph
         self.max_states = max_states
         self.bucket = bucket
-        self.nf4_kernel = nf4_kernel
         self._states: dict[tuple, _DecodeState] = {}
 
     # ---- public ----------------------------------------------------------------------
@@ -107,12 +102,11 @@ class StaticSampler:
         do_sample: bool = True,
         min_new_tokens: int = 0,
     ) -> Samples:
-        """Same contract as :func:`trl_ground.sampling.sample_answers`."""
+        """Same contract as :func:`trl_ground.generation.sample_answers`."""
         base = _base_model(model)
         eos = eos_ids_of(base, tokenizer)
         rows = prompts.repeat(k)
-        fast_linear = fast_nf4_decode(base) if self.nf4_kernel and rows.input_ids.is_cuda else contextlib.nullcontext()
-        with torch.no_grad(), eval_mode(model), fast_linear:
+        with torch.no_grad(), eval_mode(model):
             tokens = self._decode(base, rows, tokenizer, eos, temperature, max_new_tokens, do_sample, min_new_tokens)
         mask, truncated = completion_mask_until_eos(tokens, eos)
         tokens = tokens.masked_fill(mask == 0, tokenizer.pad_token_id)
@@ -138,10 +132,16 @@ class StaticSampler:
         state = self._state(base, n_rows, length, device, base.dtype)
         cache_kw = _cache_kwarg(base)
 
-        # Prefill (eager): computes the 3D positions of the image tokens and rope_deltas.
-        out = base(**rows.model_inputs(), **{cache_kw: state.cache}, use_cache=True, logits_to_keep=1)
+        # Prefill (eager), with the 3D positions of the image tokens computed in one go.
+        inputs = rows.model_inputs()
+        rope_deltas = None
+        if rows.mm_token_type_ids is not None:
+            merge = base.config.vision_config.spatial_merge_size
+            inputs["position_ids"], rope_deltas = mrope_position_ids(rows.mm_token_type_ids, rows.image_grid_thw, rows.attention_mask, merge)
+        out = base(**inputs, **{cache_kw: state.cache}, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1]
-        rope_deltas = base.model.rope_deltas.to(device)  # (R, 1): position = text index + delta
+        if rope_deltas is None:
+            rope_deltas = base.model.rope_deltas.to(device)  # (R, 1): position = text index + delta
         next_text_index = rows.attention_mask.sum(dim=1, keepdim=True)  # (R, 1) valid prompt tokens
         state.mask[:, 0, 0, :prompt_len] = rows.attention_mask.bool()
 

@@ -1,0 +1,259 @@
+"""Cost of one hybrid training step on the real Qwen3-VL architecture (CUDA GPU).
+
+    trl-ground-bench-step --assets ../shared/assets --out benchmarks/step_8b_h200.json
+
+Builds the model from a real ``config.json`` with random weights (the cost of a step does not
+depend on the weights), saves it and reloads it in 4-bit NF4 through the project's loader
+(the real QLoRA path), adds LoRA r16 on the language attention + MLP, and feeds a batch of
+448 px synthetic images with the default grounding prompt through the project's trainer.
+All variants are measured in one run, after warm-up, as the median of several repetitions:
+
+- ``sft_step_s``: one optimizer step of plain SFT (LM loss only);
+- ``hybrid_step_s``: the same with the grounding terms (sampling every step, one answer per
+  example, ``--new-tokens`` tokens forced so that random weights cannot stop early), with the
+  project's sampler and the fused log-prob pass; ``hybrid_step_k4_s`` with 4 answers;
+- ``hybrid_naive_step_s``: the same step with ``model.generate`` and a separate log-prob pass;
+- ``generate_ms_per_token``: ``model.generate`` with default settings, same prompts;
+- ``sampler_ms_per_token``: the project's sampler (``StaticSampler``), same prompts;
+- ``sft_peak_gb``, ``hybrid_peak_gb``: peak CUDA memory (10^9 bytes) of each step;
+- the greedy agreement of the sampler with ``generate`` on this model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _sync():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _timed(fn, reps: int, warmup: int):
+    """``(median seconds, peak CUDA memory in 10^9 bytes, all times)`` of ``fn``."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    _sync()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(reps):
+        _sync()
+        start = time.perf_counter()
+        fn()
+        _sync()
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else 0.0
+    return statistics.median(times), peak, times
+
+
+def build_random_checkpoint(config_json: Path, out_dir: Path) -> None:
+    """Random weights in the real architecture, saved like a downloaded checkpoint."""
+    import torch
+    from transformers import AutoConfig, Qwen3VLForConditionalGeneration
+
+    config_dir = Path(tempfile.mkdtemp())
+    (config_dir / "config.json").write_text(config_json.read_text())
+    config = AutoConfig.from_pretrained(config_dir)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = Qwen3VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(out_dir)
+    del model
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def build_dataset_for_bench(batch: int, image_size: int, seed: int = 0):
+    """Synthetic scenes of ``image_size`` px through the project's data pipeline; the first
+    ``batch`` examples with at least one box."""
+    from trl_ground.config import DataArguments
+    from trl_ground.data import build_dataset
+    from trl_ground.synthetic import make_synthetic_dataset
+
+    train, _, root = make_synthetic_dataset(Path(tempfile.mkdtemp()), n=batch * 3, seed=seed, test_fraction=0.0, size=image_size, max_objects=6)
+    dataset, _ = build_dataset(train, root, DataArguments(max_pixels=image_size * image_size))
+    keep = [i for i in range(len(dataset)) if dataset[i]["gt_boxes"]][:batch]
+    return dataset.select(keep)
+
+
+def run(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--assets", default="../shared/assets", help="folder with qwen3vl-configs/ and qwen3vl-processor/")
+    ap.add_argument("--config-json", help="model config.json (default: the 8B one under --assets)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--image-size", type=int, default=448)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--lora-r", type=int, default=16)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--naive-reps", type=int, default=2)
+    ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--out", default="benchmarks/step_8b_h200.json")
+    ap.add_argument("--smoke", action="store_true", help="CPU check of the script itself: tiny model, no 4-bit, 1 rep")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.batch, args.image_size, args.new_tokens, args.reps, args.warmup, args.naive_reps = 2, 64, 4, 1, 0, 1
+
+    import torch
+    import transformers
+
+    from trl_ground.batches import prompts_from_sft_batch
+    from trl_ground.collator import GroundingCollator
+    from trl_ground.config import GroundingSFTConfig, ModelArguments
+    from trl_ground.generation import sample_answers
+    from trl_ground.modeling import load_model, load_processor
+    from trl_ground.static_sampler import StaticSampler
+    from trl_ground.trainer import GroundingSFTTrainer, sampling_autocast
+
+    assets = Path(args.assets)
+    config_json = Path(args.config_json) if args.config_json else assets / "qwen3vl-configs" / "Qwen3-VL-8B-Instruct.config.json"
+    if args.smoke:
+        from trl_ground.tiny import build_tiny_qwen3vl
+
+        tiny = build_tiny_qwen3vl(Path(tempfile.mkdtemp()) / "tiny")
+        config_json, processor_dir = tiny / "config.json", tiny
+    else:
+        processor_dir = assets / "qwen3vl-processor"
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    result: dict = {
+        "date": time.strftime("%Y-%m-%d"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU smoke run)",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "settings": {
+            "config": config_json.name, "quantization": "nf4 double-quant, bf16 compute", "lora_r": args.lora_r,
+            "lora_targets": "language attention q/k/v/o + MLP gate/up/down", "batch": args.batch,
+            "image_px": args.image_size, "new_tokens_forced": args.new_tokens, "reps": args.reps, "warmup": args.warmup,
+            "gradient_checkpointing": True, "optimizer": "adamw_torch (TRL default)",
+        },
+    }
+
+    def save():
+        out_path.write_text(json.dumps(result, indent=2) + "\n")
+        if os.environ.get("OUT"):
+            Path(os.environ["OUT"], out_path.name).write_text(json.dumps(result, indent=2) + "\n")
+
+    t0 = time.perf_counter()
+    ckpt = Path(tempfile.mkdtemp()) / "qwen3vl-random"
+    build_random_checkpoint(config_json, ckpt)
+    processor = load_processor(str(processor_dir), args.image_size**2)
+    processor.save_pretrained(ckpt)
+    model_args = ModelArguments(
+        model=str(ckpt), load_in_4bit=not args.smoke, lora_r=args.lora_r, lora_alpha=args.lora_r, finetune_attention_modules=True, finetune_mlp_modules=True
+    )
+    model = load_model(model_args, gradient_checkpointing=True)
+    result["setup_s"] = round(time.perf_counter() - t0, 1)
+    dataset = build_dataset_for_bench(args.batch, args.image_size)
+    collator = GroundingCollator(processor)
+    batch = collator([dataset[i] for i in range(len(dataset))])
+    result["settings"]["prompt_tokens"] = int(prompts_from_sft_batch(batch, processor.tokenizer.pad_token_id).input_ids.shape[1])
+    result["settings"]["sft_tokens"] = int(batch["input_ids"].shape[1])
+
+    config = GroundingSFTConfig(
+        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
+        max_steps=1000, logging_steps=1000, save_strategy="no", report_to="none", bf16=not args.smoke,
+        sample_max_new_tokens=args.new_tokens, sample_min_new_tokens=args.new_tokens, learning_rate=1e-5,
+    )
+    trainer = GroundingSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor, data_collator=collator)
+    trainer.create_optimizer_and_scheduler(num_training_steps=1000)
+    trainer.current_gradient_accumulation_steps = 1  # set by train(), which the benchmark does not call
+    device_batch = trainer._prepare_inputs(batch)
+
+    def step():
+        with trainer.accelerator.autocast():  # what accelerator.prepare adds to the forward in train()
+            trainer.training_step(trainer.model, dict(device_batch))
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+
+    def variant(name, reps, warmup, **settings):
+        for key, value in settings.items():
+            setattr(trainer.args, key, value)
+        median, peak, times = _timed(step, reps, warmup)
+        result[f"{name}_s"] = round(median, 4)
+        result[f"{name}_peak_gb"] = round(peak, 2)
+        result.setdefault("all_times_s", {})[name] = [round(t, 4) for t in times]
+        save()
+        print(f"{name}: {median:.3f} s, peak {peak:.1f} GB", flush=True)
+
+    variant("sft_step", args.reps, args.warmup, grounding_loss=False)
+    variant("hybrid_step", args.reps, args.warmup, grounding_loss=True, samples_per_prompt=1, sampler="static", fuse_logprob_pass=True)
+    variant("hybrid_unfused_step", args.reps, 1, samples_per_prompt=1, sampler="static", fuse_logprob_pass=False)
+    variant("hybrid_step_k4", args.reps, args.warmup, samples_per_prompt=4, sampler="static", fuse_logprob_pass=True)
+    if not args.skip_naive:
+        variant("hybrid_naive_step", args.naive_reps, 1, samples_per_prompt=1, sampler="generate", fuse_logprob_pass=False)
+    result["sft_peak_gb"] = result["sft_step_peak_gb"]
+    result["hybrid_peak_gb"] = result["hybrid_step_peak_gb"]
+
+    # Decoding alone, same prompts.
+    tok = processor.tokenizer
+    prompts = prompts_from_sft_batch(device_batch, tok.pad_token_id)
+    base = trainer.model
+    gen_inputs = prompts.model_inputs()
+
+    def generate():
+        with torch.no_grad(), sampling_autocast(trainer.args, prompts.input_ids.device):
+            base.generate(**gen_inputs, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
+
+    base.eval()
+    med, _, _ = _timed(generate, 2, 1)
+    result["generate_ms_per_token"] = round(1000 * med / args.new_tokens, 2)
+    sampler = StaticSampler()
+    def sample():
+        with sampling_autocast(trainer.args, prompts.input_ids.device):
+            sampler.sample(base, prompts, tok, k=1, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
+
+    med, _, _ = _timed(sample, args.reps, 2)
+    result["sampler_ms_per_token"] = round(1000 * med / args.new_tokens, 3)
+    save()
+    graphs = [s.graph is not None for s in sampler._states.values()]
+    result["sampler_cuda_graph"] = all(graphs) and bool(graphs)
+    with sampling_autocast(trainer.args, prompts.input_ids.device):
+        ref = sample_answers(base, prompts, tok, k=1, max_new_tokens=16, do_sample=False)
+        fast = sampler.sample(base, prompts, tok, k=1, max_new_tokens=16, do_sample=False)
+    n = min(ref.completion_ids.shape[1], fast.completion_ids.shape[1])
+    result["greedy_token_agreement"] = round(float((ref.completion_ids[:, :n] == fast.completion_ids[:, :n]).float().mean()), 4)
+    result["greedy_rows_identical"] = int((ref.completion_ids[:, :n] == fast.completion_ids[:, :n]).all(dim=1).sum())
+    base.train()
+
+    result["ratios"] = {
+        "hybrid_over_sft": round(result["hybrid_step_s"] / result["sft_step_s"], 3),
+        "hybrid_k4_over_sft": round(result["hybrid_step_k4_s"] / result["sft_step_s"], 3),
+        "generate_over_sampler_per_token": round(result["generate_ms_per_token"] / result["sampler_ms_per_token"], 2),
+    }
+    if "hybrid_naive_step_s" in result:
+        result["ratios"]["naive_hybrid_over_sft"] = round(result["hybrid_naive_step_s"] / result["sft_step_s"], 3)
+    result["targets_met"] = {
+        "hybrid_over_sft<=2.0": result["ratios"]["hybrid_over_sft"] <= 2.0,
+        "generate_over_sampler>=15": result["ratios"]["generate_over_sampler_per_token"] >= 15,
+        "hybrid_peak_gb<=16": result["hybrid_peak_gb"] <= 16,
+    }
+    save()
+    print(json.dumps({k: result[k] for k in ("ratios", "targets_met")}, indent=1))
+    return result
+
+
+def main(argv=None) -> int:
+    """The command: run the benchmark (its result is written to ``--out``/``--json``)."""
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Is there a learning signal for the grounding loss? Sample K answers per prompt from a
+model and report, per cost variant, how much they differ and whether ``[]`` is the
+cheapest answer (see ``trl_ground/reward_signal.py``).
+
+    trl-ground-check-signal --model runs/sft/final_merged --test-json data/test.json --img-root data \\
+        --add-negatives --k 4 --temperature 0.7 1.0 --out signal.json
+
+Run it on your SFT model before turning on the hybrid loss or GRPO: ``zero_spread_fraction``
+near 1 means the K answers of a prompt nearly always cost the same (no gradient; more
+samples or a higher temperature help); ``positives.empty_wins`` high with
+``advantage_empty < 0`` means the loss will teach the model to answer ``[]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="merged/full model directory (the base, with --adapter)")
+    ap.add_argument("--adapter", help="LoRA adapter directory")
+    ap.add_argument("--test-json", "--test_json", required=True, help="JSON in the training format")
+    ap.add_argument("--img-root", "--img_root", help="image root (default: the JSON's folder)")
+    ap.add_argument("--add-negatives", action="store_true", help="also ask about an absent class per image")
+    ap.add_argument("--limit", type=int, default=200, help="first N prompts")
+    ap.add_argument("--k", type=int, default=4, help="answers sampled per prompt")
+    ap.add_argument("--temperature", type=float, nargs="+", default=[1.0], help="one report per temperature")
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
+    ap.add_argument("--max-pixels", type=int, default=448 * 448)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="write the reports as JSON")
+    return ap.parse_args(argv)
+
+
+def sample_texts(model, processor, items, k: int, temperature: float, max_new_tokens: int, batch_size: int, max_pixels: int) -> list[str]:
+    """``len(items) * k`` sampled answers, the K of an item consecutive."""
+    from trl_ground.data import ImageLoader
+    from trl_ground.prompts import DEFAULT_SYSTEM_PROMPT
+    from trl_ground.predict import prompt_batch
+    from trl_ground.generation import sample_answers
+
+    loader = ImageLoader(32 * 32, max_pixels)
+    device = next(model.parameters()).device
+    texts = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        prompts = prompt_batch(processor, chunk, [loader.load(i.image_path) for i in chunk], DEFAULT_SYSTEM_PROMPT, device)
+        texts += sample_answers(model, prompts, processor.tokenizer, k=k, temperature=temperature, max_new_tokens=max_new_tokens).texts
+    return texts
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from trl_ground.config import DataArguments
+    from trl_ground.data import build_examples
+    from trl_ground.predict import items_from_examples, load_for_inference
+    from trl_ground.records import load_records
+    from trl_ground.reward_signal import DEFAULT_VARIANTS, signal_report
+
+    torch.manual_seed(args.seed)
+    root = args.img_root or str(Path(args.test_json).parent)
+    records, _ = load_records(args.test_json, root)
+    rows = build_examples(records, DataArguments(add_negatives=args.add_negatives))[: args.limit]
+    items, gts = items_from_examples(rows), [r["gt_boxes"] for r in rows]
+    model, processor = load_for_inference(args.model, args.adapter)
+    reports = []
+    for temperature in args.temperature:
+        texts = sample_texts(model, processor, items, args.k, temperature, args.max_new_tokens, args.batch_size, args.max_pixels)
+        for name, settings in DEFAULT_VARIANTS.items():
+            reports.append({"temperature": temperature, "k": args.k, **signal_report(texts, gts, args.k, settings, name)})
+    _print_table(reports)
+    if args.out:
+        Path(args.out).write_text(json.dumps(reports, indent=1) + "\n")
+    return 0
+
+
+def _print_table(reports: list[dict]) -> None:
+    print(f"{'T':>4} {'variant':<18} {'group std':>9} {'no spread':>9} | positives: {'empty':>6} {'cost []':>8} {'cost box':>8} "
+          f"{'A([])':>7} {'[] wins':>7}")
+    for r in reports:
+        p = r["positives"]
+        cells = [p[key] for key in ("empty_fraction", "cost_empty", "cost_boxes", "advantage_empty", "empty_wins")]
+        text = " ".join(f"{'-' if v is None else format(v, '.3f'):>{w}}" for v, w in zip(cells, (6, 8, 8, 7, 7)))
+        print(f"{r['temperature']:>4} {r['variant']:<18} {r['mean_group_std']:>9.3f} {r['zero_spread_fraction']:>9.3f} | {'':11}{text}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

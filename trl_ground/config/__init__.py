@@ -1,0 +1,46 @@
+"""Every configuration dataclass of the project, and the one parser of the entry points.
+
+- :class:`DataArguments` (``config/data.py``): where the data is, prompt modes.
+- :class:`ModelArguments` (``config/model.py``): which model, QLoRA / LoRA / full.
+- :class:`rewards.ScoringSettings` (re-exported): how an answer is scored.
+- :class:`GroundingSFTConfig`, :class:`GroundingGRPOConfig` (``config/training.py``): TRL's
+  trainer configs plus the grounding loss, sampling and performance switches.
+- :func:`parse_args` (``config/parser.py``): YAML + CLI into the four groups.
+
+The trainer configs import TRL; they are loaded on first use so that the light groups
+(data, model) import quickly.
+"""
+
+from rewards import ScoringSettings
+
+from .data import PROMPT_MODES, DataArguments
+from .model import DEFAULT_MODEL, ModelArguments
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "GRADIENT_MODES",
+    "PROMPT_MODES",
+    "SAMPLERS",
+    "DataArguments",
+    "GroundingGRPOConfig",
+    "GroundingSFTConfig",
+    "ModelArguments",
+    "ScoringSettings",
+    "parse_args",
+]
+
+_LAZY = {
+    "GRADIENT_MODES": "training",
+    "SAMPLERS": "training",
+    "GroundingGRPOConfig": "training",
+    "GroundingSFTConfig": "training",
+    "parse_args": "parser",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

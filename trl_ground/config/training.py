@@ -1,0 +1,155 @@
+"""The trainers' configs: TRL's ``SFTConfig`` / ``GRPOConfig`` plus this project's switches.
+
+Each is a single-inheritance subclass of TRL's config (as TRL's own configs subclass
+``TrainingArguments``). How answers are scored is not here: that is
+:class:`rewards.ScoringSettings`, one value object shared by both trainers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig, SFTConfig
+
+from rewards.grpo import REWARDS
+
+__all__ = ["GRADIENT_MODES", "SAMPLERS", "GroundingGRPOConfig", "GroundingSFTConfig"]
+
+GRADIENT_MODES = ("policy_gradient", "none")
+SAMPLERS = ("static", "generate")
+
+
+def _resolve_bf16(config) -> None:
+    """TRL turns bf16 on whenever fp16 is off, which fails on a CPU: here it defaults to
+    "if the GPU supports it"."""
+    if config.bf16 is None and not config.fp16:
+        import torch
+
+        config.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _check_columns_kept(config) -> None:
+    if config.remove_unused_columns:
+        raise ValueError("remove_unused_columns must stay False: the scores read the gt_boxes and class columns")
+
+
+@dataclass
+class GroundingSFTConfig(SFTConfig):
+    r"""``trl.SFTConfig`` plus the hybrid loss: grounding terms on answers sampled from the model.
+
+    Parameters:
+        > Grounding loss
+
+        grounding_loss (`bool`, defaults to `True`):
+            Add the grounding terms to the LM loss (``False``: plain SFT).
+        grounding_gradient (`str`, defaults to `"policy_gradient"`):
+            ``"policy_gradient"``: the terms' value plus a REINFORCE surrogate (value 0) whose
+            gradient makes costly answers less likely; ``"none"``: the terms as constants, the
+            reference script's literal behaviour (no gradient of their own).
+        baseline_momentum (`float`, defaults to `0.9`):
+            Momentum of the running-mean cost baseline used when ``samples_per_prompt`` is 1.
+
+        > Sampling
+
+        samples_per_prompt (`int`, defaults to `1`):
+            K answers sampled per prompt on sampling steps (the baseline is the mean of the
+            other K - 1 when K > 1).
+        sample_temperature (`float`, defaults to `1.0`):
+            Sampling temperature.
+        sample_max_new_tokens (`int`, defaults to `256`):
+            Token limit of a sampled answer (Qwen writes ~25 tokens per box).
+        sample_min_new_tokens (`int`, defaults to `0`):
+            Force at least this many tokens (benchmarks pin the answer length this way).
+        sample_every_n_steps (`int`, defaults to `1`):
+            Sample (and add the grounding terms) on every N-th optimizer step only.
+
+        > Performance
+
+        sampler (`str`, defaults to `"static"`):
+            ``"static"``: static KV cache with the decode step replayed from a CUDA graph;
+            ``"generate"``: plain ``model.generate``.
+        fuse_logprob_pass (`bool`, defaults to `True`):
+            Score the sampled answers in the same forward pass as the SFT rows.
+
+        > Parameters that differ from `SFTConfig`
+
+        max_length (`int` or `None`, defaults to `2048`), remove_unused_columns (`bool`,
+            defaults to `False`: the scores read the ``gt_boxes`` and ``class`` columns),
+            bf16 (defaults to "if the GPU supports it" instead of always).
+    """
+
+    grounding_loss: bool = field(default=True, metadata={"help": "Add the grounding terms (off: plain SFT)."})
+    grounding_gradient: str = field(
+        default="policy_gradient",
+        metadata={"help": f"One of {GRADIENT_MODES}: 'none' adds the terms as constants (the reference script's literal behaviour)."},
+    )
+    baseline_momentum: float = field(default=0.9, metadata={"help": "Running-mean baseline momentum (used when K = 1)."})
+    samples_per_prompt: int = field(default=1, metadata={"help": "K answers sampled per prompt."})
+    sample_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    sample_max_new_tokens: int = field(default=256, metadata={"help": "Token limit of a sampled answer."})
+    sample_min_new_tokens: int = field(default=0, metadata={"help": "Force at least this many tokens (benchmarks)."})
+    sample_every_n_steps: int = field(default=1, metadata={"help": "Sample on every N-th optimizer step."})
+    sampler: str = field(
+        default="static",
+        metadata={"help": "'static': static KV cache + CUDA-graph decode step; 'generate': plain model.generate."},
+    )
+    fuse_logprob_pass: bool = field(
+        default=True, metadata={"help": "Score the sampled answers in the same forward pass as the SFT rows."}
+    )
+    output_dir: str | None = field(default="runs/sft_ground", metadata={"help": "Where checkpoints and final models go."})
+    max_length: int | None = field(default=2048, metadata={"help": "Maximum tokens per example (prompt + answer)."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False (the scores read gt_boxes/class)."})
+
+    def __post_init__(self):
+        if self.grounding_gradient not in GRADIENT_MODES:
+            raise ValueError(f"grounding_gradient must be one of {GRADIENT_MODES}, got {self.grounding_gradient!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        for name in ("samples_per_prompt", "sample_max_new_tokens", "sample_every_n_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.sample_min_new_tokens <= self.sample_max_new_tokens:
+            raise ValueError("sample_min_new_tokens must lie in [0, sample_max_new_tokens]")
+        if self.sample_temperature <= 0:
+            raise ValueError(f"sample_temperature must be > 0, got {self.sample_temperature}")
+        if not 0.0 <= self.baseline_momentum < 1.0:
+            raise ValueError(f"baseline_momentum must lie in [0, 1), got {self.baseline_momentum}")
+        _check_columns_kept(self)
+        _resolve_bf16(self)
+        super().__post_init__()
+
+
+@dataclass
+class GroundingGRPOConfig(GRPOConfig):
+    r"""``trl.GRPOConfig`` whose rewards are this project's grounding scores, chosen by name.
+
+    Parameters:
+        rewards (`list[str]`, defaults to `["grounding", "format"]`):
+            Reward functions by name (``rewards.grpo.REWARDS``), weighted by ``reward_weights``.
+
+        > Parameters that differ from `GRPOConfig`
+
+        num_generations (`int`, defaults to `4`), max_completion_length (`int`, defaults to
+            `256`: ~25 tokens per box; a truncated answer still scores its complete boxes),
+            bf16 (defaults to "if the GPU supports it").
+    """
+
+    rewards: list[str] = field(
+        default_factory=lambda: ["grounding", "format"],
+        metadata={"help": f"Reward functions by name, among {sorted(REWARDS)} (weights: reward_weights)."},
+    )
+    output_dir: str | None = field(default="runs/grpo_ground", metadata={"help": "Where checkpoints and final models go."})
+    num_generations: int | None = field(default=4, metadata={"help": "Answers sampled per prompt (the group)."})
+    max_completion_length: int | None = field(
+        default=256, metadata={"help": "Token limit of an answer: ~25 tokens per box; truncated answers score their complete boxes."}
+    )
+
+    def __post_init__(self):
+        unknown = [name for name in self.rewards if name not in REWARDS]
+        if unknown:
+            raise ValueError(f"unknown reward(s) {unknown}; valid names: {sorted(REWARDS)}")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ValueError(f"reward_weights has {len(self.reward_weights)} entries for {len(self.rewards)} rewards")
+        _check_columns_kept(self)
+        _resolve_bf16(self)
+        super().__post_init__()
