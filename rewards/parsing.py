@@ -73,7 +73,8 @@ class ParsedAnswer:
     """What was recovered from one answer.
 
     Attributes:
-        boxes: ``ndarray[N, 4]`` float64, xyxy normalized to [0, 1] (clipped).
+        boxes: ``ndarray[N, 4]`` float64, xyxy normalized to [0, 1] (clipped),
+            ``N <= MAX_BOXES``.
         labels: ``N`` labels, ``None`` where the answer gave none.
         valid_json: the whole answer (after removing a code fence) is one JSON value in a
             recognized grounding shape; ``[]`` counts as valid.
