@@ -124,8 +124,12 @@ class GroundingReward:
             return [1.0 if parse_raw(t)[2] else 0.0 for t in texts]
         if gt_boxes is None:
             return [None] * len(texts)
+        if len(gt_boxes) != len(texts):
+            raise ValueError(f"{self.__name__}: {len(texts)} completions but {len(gt_boxes)} gt_boxes")
         known = [i for i, gt in enumerate(gt_boxes) if gt is not None]
         classes = kwargs.get("class") if self.settings.label_aware_matching else None
+        if classes is not None and len(classes) != len(texts):
+            raise ValueError(f"{self.__name__}: {len(texts)} completions but {len(classes)} values of 'class'")
         scored = self.settings.score(
             [texts[i] for i in known],
             [gt_boxes[i] for i in known],

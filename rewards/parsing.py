@@ -12,11 +12,18 @@ Recognized, in order of preference:
    list of such lists;
 2. otherwise (truncated or broken JSON) every complete ``{...}`` object that holds a box;
 3. the older Qwen form ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>`` (label from a preceding
-   ``<|object_ref_start|>label<|object_ref_end|>``);
+   ``<|object_ref_start|>label<|object_ref_end|>``, a label without ``<``);
 4. bare ``[x1, y1, x2, y2]`` lists anywhere in the text.
 
 The coordinate space of the numbers is an argument, never a guess: ``"qwen"`` (0..1000,
 the default), ``"norm"`` (floats 0..1) or ``"pixel"`` (needs ``image_size=(width, height)``).
+
+Degenerate output is bounded, so that a model that loops inside a training run costs time
+linear in its length and never an exception: JSON nested deeper than the interpreter's
+recursion limit is not valid JSON here; step 2 decodes only objects that open with ``{``
+and name a box key before the next brace, each at most :data:`MAX_OBJECT_CHARS` long, and
+gives up after :data:`MAX_OBJECT_ATTEMPTS` of them; an answer keeps at most
+:data:`MAX_BOXES` boxes (its first ones), which also bounds the memory of batched scoring.
 """
 
 from __future__ import annotations
@@ -24,20 +31,38 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
 
 import numpy as np
 
-__all__ = ["COORD_SPACES", "ParsedAnswer", "parse_boxes", "to_qwen_answer"]
+__all__ = ["COORD_SPACES", "MAX_BOXES", "ParsedAnswer", "parse_boxes", "to_qwen_answer"]
 
 COORD_SPACES = ("qwen", "norm", "pixel")
+# Real answers hold tens of boxes (~25 tokens each); 1,000 boxes is ~25,000 generated tokens.
+MAX_BOXES = 1000
+# A box object such as {"bbox_2d": [100, 200, 300, 400], "label": "ship"} is ~50 characters.
+MAX_OBJECT_CHARS = 1024
+# Candidate objects decoded in step 2 (each costs at most MAX_OBJECT_CHARS of decoding).
+MAX_OBJECT_ATTEMPTS = 4 * MAX_BOXES
 _BOX_KEYS = ("bbox_2d", "bbox", "box")
+# Errors the json module raises on a str: malformed text (JSONDecodeError, and a ValueError
+# for an integer of more than sys.get_int_max_str_digits() digits) and nesting deeper than
+# the recursion limit (RecursionError).
+_JSON_ERRORS = (ValueError, RecursionError)
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)(?:```|$)", re.DOTALL)
-_NUM = r"\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*"
+# The start of a candidate box object: a "{" followed by a box key before any other brace.
+# The lazy scan stops at the next brace, so each "{" scans its own stretch: linear overall.
+_OBJECT_START = re.compile(r'\{(?=[^{}]*?"(?:' + "|".join(_BOX_KEYS) + ')")')
+# Possessive quantifiers (``*+``, ``++``, ``?+``): a number is never given back digit by
+# digit when what follows fails (no other split of it could match), which keeps a failed
+# attempt on a long run of digits linear instead of quadratic.
+_NUM = r"\s*+(-?\d++(?:\.\d++)?+(?:[eE][-+]?\d++)?+)\s*+"
+# Starts with the literal "<|" so that the search skips to the next "<"; the label stops at
+# the next "<" (a lazy ".*?" would rescan the rest of the text from every
+# <|object_ref_start|>: quadratic).
 _OLD_QWEN_BOX = re.compile(
-    r"(?:<\|object_ref_start\|>(?P<label>.*?)<\|object_ref_end\|>\s*)?"
-    r"<\|box_start\|>\s*\(" + _NUM + "," + _NUM + r"\)\s*,\s*\(" + _NUM + "," + _NUM + r"\)\s*<\|box_end\|>",
-    re.DOTALL,
+    r"<\|(?:object_ref_start\|>(?P<label>[^<]*+)<\|object_ref_end\|>\s*+<\|)?"
+    r"box_start\|>\s*+\(" + _NUM + "," + _NUM + r"\)\s*+,\s*+\(" + _NUM + "," + _NUM + r"\)\s*+<\|box_end\|>"
 )
 _BARE_LIST = re.compile(r"\[" + _NUM + "," + _NUM + "," + _NUM + "," + _NUM + r"\]")
 _DECODER = json.JSONDecoder()
@@ -48,7 +73,8 @@ class ParsedAnswer:
     """What was recovered from one answer.
 
     Attributes:
-        boxes: ``ndarray[N, 4]`` float64, xyxy normalized to [0, 1] (clipped).
+        boxes: ``ndarray[N, 4]`` float64, xyxy normalized to [0, 1] (clipped),
+            ``N <= MAX_BOXES``.
         labels: ``N`` labels, ``None`` where the answer gave none.
         valid_json: the whole answer (after removing a code fence) is one JSON value in a
             recognized grounding shape; ``[]`` counts as valid.
@@ -76,19 +102,27 @@ def _box_from(value) -> list | None:
     return None
 
 
+_NUMBER_TYPES = frozenset((int, float))
+_LABEL_TYPES = frozenset((str, type(None)))
+_SCALAR_LABEL_TYPES = frozenset((int, float, bool))
+
+
+def _label_from(value) -> str | None:
+    """A label: a string as is, a number or bool as its text, anything else (None, a list,
+    an object: possibly nested too deep to print) None."""
+    if type(value) is str:
+        return value
+    return str(value) if type(value) in _SCALAR_LABEL_TYPES else None
+
+
 def _box_from_object(obj: dict):
     for key in _BOX_KEYS:
         box = obj.get(key)
         if box is not None:
             box = _box_from(box)
             if box is not None:
-                label = obj.get("label")
-                return box, (label if type(label) is str else None if label is None else str(label))
+                return box, _label_from(obj.get("label"))
     return None
-
-
-_NUMBER_TYPES = frozenset((int, float))
-_LABEL_TYPES = frozenset((str, type(None)))
 
 
 def _collect_qwen_list(value, boxes: list, labels: list) -> bool:
@@ -107,14 +141,17 @@ def _collect_qwen_list(value, boxes: list, labels: list) -> bool:
         return False
     found_labels = [item.get("label") for item in value]
     if not set(map(type, found_labels)) <= _LABEL_TYPES:
-        found_labels = [lab if lab is None or type(lab) is str else str(lab) for lab in found_labels]
+        found_labels = [_label_from(lab) for lab in found_labels]
     boxes.extend(found)
     labels.extend(found_labels)
     return True
 
 
 def _collect(value, boxes: list, labels: list) -> bool:
-    """Collect boxes from a decoded JSON value. Returns False if its shape is unrecognized."""
+    """Collect boxes from a decoded JSON value (of a list, its first :data:`MAX_BOXES`
+    items). Returns False if their shape is unrecognized."""
+    if type(value) is list and len(value) > MAX_BOXES:
+        value = value[:MAX_BOXES]
     if type(value) is list and _collect_qwen_list(value, boxes, labels):
         return True
     if type(value) is dict:
@@ -143,21 +180,33 @@ def _strip_fence(text: str) -> str:
 
 
 def _recover_objects(body: str, boxes: list, labels: list) -> None:
-    """Decode every complete ``{...}`` holding a box, left to right (truncated lists)."""
-    pos = body.find("{")
-    while pos != -1:
+    """Decode every complete ``{...}`` holding a box, left to right (truncated lists).
+
+    Only a ``{`` followed by a box key before the next brace is tried, on at most
+    :data:`MAX_OBJECT_CHARS` characters, :data:`MAX_OBJECT_ATTEMPTS` times: the time is
+    linear in ``len(body)`` whatever the text (the old way, a full decode attempt at every
+    ``{``, was quadratic on nested or unclosed objects).
+    """
+    pos = 0
+    for _ in range(MAX_OBJECT_ATTEMPTS):
+        m = _OBJECT_START.search(body, pos)
+        if m is None:
+            return
+        start = m.start()
         try:
-            obj, end = _DECODER.raw_decode(body, pos)
-        except ValueError:
-            pos = body.find("{", pos + 1)
+            obj, length = _DECODER.raw_decode(body[start : start + MAX_OBJECT_CHARS])
+        except _JSON_ERRORS:
+            pos = start + 1
             continue
-        found = _box_from_object(obj) if isinstance(obj, dict) else None
-        if found is not None:
-            boxes.append(found[0])
-            labels.append(found[1])
-            pos = body.find("{", end)
-        else:
-            pos = body.find("{", pos + 1)
+        found = _box_from_object(obj) if type(obj) is dict else None
+        if found is None:
+            pos = start + 1
+            continue
+        boxes.append(found[0])
+        labels.append(found[1])
+        if len(boxes) >= MAX_BOXES:
+            return
+        pos = start + length
 
 
 def _float_or_inf(v) -> float:
@@ -199,7 +248,7 @@ def parse_raw(text) -> tuple[list, list, bool, bool]:
     body = _strip_fence(text)
     try:
         value = json.loads(body)
-    except ValueError as err:
+    except _JSON_ERRORS as err:
         # A decode error at the very end of the text means the JSON was cut short.
         truncated = isinstance(err, json.JSONDecodeError) and body[:1] in ("[", "{") and err.pos >= len(body)
     else:
@@ -210,11 +259,11 @@ def parse_raw(text) -> tuple[list, list, bool, bool]:
     if not valid_json:
         _recover_objects(body, boxes, labels)
         if not boxes:
-            for m in _OLD_QWEN_BOX.finditer(text):
+            for m in islice(_OLD_QWEN_BOX.finditer(text), MAX_BOXES):
                 boxes.append([float(m.group(i)) for i in range(2, 6)])
                 labels.append(m.group("label").strip() if m.group("label") else None)
         if not boxes:
-            for m in _BARE_LIST.finditer(text):
+            for m in islice(_BARE_LIST.finditer(text), MAX_BOXES):
                 boxes.append([float(m.group(i)) for i in range(1, 5)])
                 labels.append(None)
     return boxes, labels, valid_json, truncated

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .boxes import as_boxes, batched_iou
-from .boxes import finite_or_empty as finite_or_empty_rows
 from .matching import check_matching, match_iou
 from .parsing import ParsedAnswer, check_coord_space, parse_raw, raw_to_array, scale_to_unit
 from .terms import GroundingTerms, label_mask, terms_from_counts
 
-__all__ = ["ScoredAnswer", "score_answers"]
+__all__ = ["GT_TOLERANCE", "ScoredAnswer", "score_answers"]
+
+# Ground-truth coordinates this far outside [0, 1] are accepted (rounding noise of annotation
+# tools): the same value as the data loader's ``trl_ground.records.BOX_TOLERANCE``, defined
+# again here because rewards/ never imports trl_ground.
+GT_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,32 @@ class ScoredAnswer:
     terms: GroundingTerms
 
 
-def finite_or_empty_batch(boxes: np.ndarray) -> np.ndarray:
-    """``(B, M, 4)``: a box with a non-finite coordinate becomes the empty box."""
-    return finite_or_empty_rows(boxes.reshape(-1, 4)).reshape(boxes.shape)
+def _check_ground_truth(gts: list[np.ndarray], padded: np.ndarray) -> None:
+    """Raise ``ValueError`` unless every ground-truth coordinate is finite and inside
+    ``[-GT_TOLERANCE, 1 + GT_TOLERANCE]``.
+
+    Args:
+        gts: ``B`` ground truths, each ``(M_i, 4)`` xyxy.
+        padded: the same as one ``(B, max M_i, 4)`` array padded with zeros (checked in two
+            vectorized reductions; ``gts`` is only read to name the culprit).
+    """
+    if padded.size == 0 or (padded.min() >= -GT_TOLERANCE and padded.max() <= 1.0 + GT_TOLERANCE):
+        return  # a NaN makes both comparisons False
+    for i, g in enumerate(gts):
+        if not np.isfinite(g).all():
+            raise ValueError(f"gt_boxes[{i}] holds a non-finite coordinate: {g.tolist()}")
+        low, high = (g.min(), g.max()) if g.size else (0.0, 0.0)
+        if low < -GT_TOLERANCE or high > 1.0 + GT_TOLERANCE:
+            if high > 1000.0 + GT_TOLERANCE:
+                cause = "looks like pixel coordinates; "
+            elif high > 1.0 + GT_TOLERANCE and low >= -GT_TOLERANCE:
+                cause = "looks like 0..1000 Qwen coordinates; "
+            else:
+                cause = ""
+            raise ValueError(
+                f"gt_boxes[{i}] = {g.tolist()} lies outside [0, 1] (tolerance {GT_TOLERANCE}): "
+                f"{cause}gt_boxes must be normalized to [0, 1]"
+            )
 
 
 def _pad(chunks: list[np.ndarray]) -> np.ndarray:
@@ -54,19 +81,28 @@ def score_answers(
 
     Args:
         texts: ``B`` answers (strings; anything else parses to no boxes).
-        gt_boxes: ``B`` ground truths, each ``(M_i, 4)`` xyxy in [0, 1].
+        gt_boxes: ``B`` ground truths, each ``(M_i, 4)`` xyxy in [0, 1] (finite, at most
+            :data:`GT_TOLERANCE` outside).
         iou_threshold, method: matching settings (:func:`rewards.grounding_terms`).
         coord_space: ``"qwen"`` or ``"norm"`` (see :func:`rewards.parse_boxes`).
         query_labels: optional ``B`` queried classes for label-aware matching.
     Returns:
         ``B`` :class:`ScoredAnswer`, in order.
+    Raises:
+        ValueError: bad arguments: lengths that differ, a ground truth that is not ``(M, 4)``,
+            non-finite or outside [0, 1] (never for the texts).
     """
     if len(texts) != len(gt_boxes):
         raise ValueError(f"{len(texts)} answers but {len(gt_boxes)} ground truths")
+    if query_labels is not None and len(query_labels) != len(texts):
+        raise ValueError(f"{len(texts)} answers but {len(query_labels)} query labels")
     check_matching(iou_threshold, method)
     check_coord_space(coord_space)
     if coord_space == "pixel":
         raise ValueError("score_answers needs answers in 'qwen' or 'norm' space")
+    gts = _as_ground_truths(gt_boxes)
+    gt_padded = _pad(gts)
+    _check_ground_truth(gts, gt_padded)
     raws = [parse_raw(t) for t in texts]
     flat = raw_to_array([box for raw in raws for box in raw[0]])
     finite = np.isfinite(flat).all(axis=1)
@@ -82,10 +118,9 @@ def score_answers(
         preds.append(pred)
         pred_labels.append(tuple(labs))
         start = end
-    gts = [as_boxes(g) for g in gt_boxes]
     n_pred = np.array([len(p) for p in preds])
     n_gt = np.array([len(g) for g in gts])
-    iou = batched_iou(_pad(preds), finite_or_empty_batch(_pad(gts)))
+    iou = batched_iou(_pad(preds), gt_padded)
     if query_labels is not None:
         iou = iou * _label_masks(pred_labels, query_labels, iou.shape[1])[:, :, None]
     # Pairs at or above the threshold, padding excluded (it matters when the threshold is 0).
@@ -107,6 +142,19 @@ def score_answers(
         terms = terms_from_counts(n, m, k, iou_sum)
         out.append(ScoredAnswer(ParsedAnswer(pred, labs, raw[2], raw[3]), terms))
     return out
+
+
+def _as_ground_truths(gt_boxes) -> list[np.ndarray]:
+    """``B`` ground truths as ``(M_i, 4)`` arrays; a bad shape names its index."""
+    try:
+        return [as_boxes(g) for g in gt_boxes]
+    except (ValueError, TypeError):
+        for i, g in enumerate(gt_boxes):
+            try:
+                as_boxes(g)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"gt_boxes[{i}]: {err}") from None
+        raise
 
 
 def _label_masks(pred_labels: list, query_labels, width: int) -> np.ndarray:

@@ -1,9 +1,12 @@
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards import parse_boxes, to_qwen_answer
+from rewards.parsing import MAX_BOXES, MAX_OBJECT_ATTEMPTS, parse_raw
 
 
 def test_qwen3vl_json_list():
@@ -98,3 +101,121 @@ json_like = st.text(alphabet='[]{}",:0123456789.-bbox_2dlabel <|>()', max_size=1
 def test_parser_never_raises_on_json_like_noise(text):
     p = parse_boxes(text)
     assert np.isfinite(p.boxes).all()
+
+
+# --- degenerate output: deep nesting, long inputs, bounded work (issue 17) ---
+
+
+BOX = '{"bbox_2d": [100, 200, 300, 400], "label": "ship"}'
+# Units whose repetition broke the old parser: RecursionError (the first three) or quadratic
+# time (repeated decode attempts at every "{", the lazy label of the old Qwen form).
+ADVERSARIAL_UNITS = [
+    "[",
+    "{",
+    '{"a":',
+    '[{"bbox_2d":[',
+    '{"bbox_2d":',
+    '{"box" ',
+    "<|object_ref_start|>",
+    "<|box_start|>(1,2),(3,4)",
+    "[1,2,3,",
+    "1",
+    '"',
+    "```json\n{",
+    BOX + ", ",
+    "[1, 2, 3, 4]",
+]
+
+
+def repeat_to(unit: str, n_chars: int) -> str:
+    return (unit * (n_chars // len(unit) + 1))[:n_chars]
+
+
+@pytest.mark.parametrize("unit", ['[', '{"a":', '[{"bbox_2d":['])
+@pytest.mark.parametrize("depth", [1000, 10_000, 100_000])
+def test_deep_nesting_never_raises(unit, depth):
+    p = parse_boxes(unit * depth)
+    assert len(p) == 0 and not p.valid_json
+    p = parse_boxes(unit * depth + BOX)
+    assert len(p) == 1
+    if depth * unit.count("{") < MAX_OBJECT_ATTEMPTS:
+        # within the decoding budget the box after the garbage is recovered whole; past it
+        # only its bare [x1, y1, x2, y2] is found (no label)
+        assert p.labels == ("ship",)
+
+
+@st.composite
+def degenerate_text(draw):
+    """Garbage the way a looping model writes it: a unit (adversarial or random) repeated
+    up to 20,000 times, between random text and possibly a real answer."""
+    unit = draw(st.one_of(st.sampled_from(ADVERSARIAL_UNITS), st.text(min_size=1, max_size=12)))
+    body = unit * draw(st.integers(1, 20_000))
+    return draw(st.sampled_from(["", "[", BOX, "```json\n"])) + body + draw(st.sampled_from(["", "]", "}", BOX, "```"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(degenerate_text())
+def test_parser_never_raises_on_deep_or_long_text(text):
+    p = parse_boxes(text)
+    assert p.boxes.shape[1] == 4 and len(p.labels) == len(p.boxes) <= MAX_BOXES
+    assert ((p.boxes >= 0) & (p.boxes <= 1)).all()
+
+
+@pytest.mark.parametrize("unit", ADVERSARIAL_UNITS + ["random JSON-like", "valid list", "truncated list"])
+def test_ten_megabytes_parse_in_linear_time(unit):
+    # Measured on the shared 2-core development machine: 0.02-0.4 s of CPU per pattern
+    # (the slowest: "[" and "[1,2,3," repeated, and the 10 MB lists, which json decodes
+    # whole; up to ~0.6 s of wall time while other jobs share the cores); the old
+    # parser took 4-9 s for 1 MB of JSON-like noise, 12 s for 10,000 <|object_ref_start|>,
+    # and raised RecursionError on the nesting units. The bound is generous for slow CI.
+    n = 10_000_000
+    if unit == "random JSON-like":
+        alphabet = np.frombuffer(b'[]{}",:0123456789.-bbox_2dlabel <|>()', dtype=np.uint8)
+        text = np.random.default_rng(0).choice(alphabet, size=n).tobytes().decode("ascii")
+    elif unit == "valid list":
+        text = "[" + ", ".join([BOX] * (n // (len(BOX) + 2))) + "]"
+    elif unit == "truncated list":
+        text = "[" + repeat_to(BOX + ", ", n)
+    else:
+        text = repeat_to(unit, n)
+    start = time.perf_counter()
+    p = parse_boxes(text)
+    assert time.perf_counter() - start < 5.0
+    assert len(p) <= MAX_BOXES
+
+
+def test_box_count_is_capped_on_every_path():
+    many = MAX_BOXES + 7
+    valid = "[" + ", ".join([BOX] * many) + "]"
+    truncated = valid[:-10]
+    old_form = "<|object_ref_start|>ship<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>" * many
+    bare = "[1, 2, 3, 4] " * many
+    for text in (valid, truncated, old_form, bare):
+        p = parse_boxes(text)
+        assert len(p) == MAX_BOXES and len(p.labels) == MAX_BOXES
+    assert parse_boxes(valid).valid_json and parse_boxes(truncated).truncated
+
+
+def test_truncated_recovery_keeps_nested_fields_and_any_key_order():
+    text = '[{"bbox_2d": [100, 100, 200, 200], "attrs": {"color": "red"}, "label": "ship"}, {"box": [1, 2, 3, 4]}, {"bbox_2d": [5'
+    p = parse_boxes(text)
+    assert len(p) == 2 and p.labels == ("ship", None) and p.truncated
+    p = parse_boxes('[{"bbox_2d": [100, 100, 200, 200], "label": "ship"}, {"label": "car", "bbox": [1, 2, 3, 4]}, {')
+    assert p.labels == ("ship", "car")
+
+
+def test_labels_that_are_not_text():
+    p = parse_boxes('[{"bbox_2d": [1, 2, 3, 4], "label": 7}, {"bbox_2d": [1, 2, 3, 4], "label": ' + "[" * 300 + "]" * 300 + "}]")
+    assert p.labels == ("7", None) and p.valid_json
+
+
+def test_old_qwen_label_does_not_swallow_later_tokens():
+    text = "<|object_ref_start|>a<|box_start|>(1,2),(3,4)<|box_end|><|object_ref_end|><|box_start|>(5,6),(7,8)<|box_end|>"
+    p = parse_boxes(text)
+    assert len(p) == 2 and p.labels == (None, None)
+
+
+def test_parse_raw_never_raises_on_json_integer_limit():
+    # more digits than sys.get_int_max_str_digits(): json raises a plain ValueError
+    raw, labels, valid, _ = parse_raw('[{"bbox_2d": [%s, 0, 1, 1]}]' % ("9" * 5000))
+    assert not valid
