@@ -1,11 +1,12 @@
 """The seed's entry point, kept working: ``--root --model --out`` (and every option of
-``scripts/predict_bbox.py``)."""
+``scripts/predict_bbox.py``, see :mod:`trl_ground.cli.predict_bbox`)."""
 
-import runpy
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trl_ground.cli.predict_bbox import main  # noqa: E402
+
 if __name__ == "__main__":
-    script = Path(__file__).resolve().parents[1] / "scripts" / "predict_bbox.py"
-    sys.argv[0] = str(script)
-    runpy.run_path(str(script), run_name="__main__")
+    sys.exit(main())
