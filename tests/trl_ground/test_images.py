@@ -50,16 +50,18 @@ def broken(tmp_path, bomb):
     photo().save(tmp_path / "good.png")
     data = (tmp_path / "good.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    middle = len(data) // 2
+    (tmp_path / "zeroed.png").write_bytes(data[:middle] + bytes(20) + data[middle + 20 :])  # corrupt, full length
     (tmp_path / "garbage.jpg").write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     (tmp_path / "bomb.png").write_bytes(bomb.read_bytes())
-    for name in ("good.jpg", "cut.jpg", "good.png", "cut.png", "garbage.jpg", "bomb.png"):
+    for name in ("good.jpg", "cut.jpg", "good.png", "cut.png", "zeroed.png", "garbage.jpg", "bomb.png"):
         out[name] = tmp_path / name
     return out
 
 
 def test_check_image_accepts_good_files_and_names_what_is_wrong(broken):
     assert check_image(broken["good.jpg"]) == (96, 64) and check_image(broken["good.png"]) == (96, 64)
-    for name, message in [("cut.jpg", "truncated or corrupt"), ("cut.png", "truncated or corrupt"),
+    for name, message in [("cut.jpg", "truncated or corrupt"), ("cut.png", "truncated or corrupt"), ("zeroed.png", "corrupt"),
                           ("garbage.jpg", "not an image"), ("bomb.png", "over the pixel limit of 89,478,485")]:
         with pytest.raises(ValueError, match=message):
             check_image(broken[name])
@@ -85,7 +87,7 @@ def records_for(root, names):
     return path
 
 
-@pytest.mark.parametrize("name", ["cut.jpg", "cut.png", "garbage.jpg", "bomb.png"])
+@pytest.mark.parametrize("name", ["cut.jpg", "cut.png", "zeroed.png", "garbage.jpg", "bomb.png"])
 def test_bad_images_are_bad_records_named_and_skippable(broken, tmp_path, name):
     path = records_for(tmp_path, ["good.jpg", name, "good.png"])
     with pytest.raises(ValueError) as err:
