@@ -92,7 +92,7 @@ def _example(key: tuple, cls: str, gt, pred: Prediction | None, mode: str, is_un
     gt = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
     if pred is None:
         return Example(str(key), cls, gt, np.zeros((0, 4)), np.zeros(0), mode, is_unique, answered=False)
-    unique = pred.is_unique if pred.is_unique is not None else is_unique
+    unique = is_unique if is_unique is not None else pred.is_unique  # the ground truth's flag first
     return Example(str(key), cls, gt, pred.boxes, pred.scores, mode, unique, pred.valid_json, pred.truncated,
                    num_tokens=pred.num_tokens)
 

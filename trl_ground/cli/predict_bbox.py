@@ -137,6 +137,8 @@ def main(argv=None) -> int:
             check_model_source(args.adapter, "adapter", "adapter_config.json")
         items, truth, errors = _items(args)
         out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(out.parent, os.W_OK):
+            raise ValueError(f"cannot write to {out.parent} (--out {out})")
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
