@@ -1,11 +1,9 @@
-"""The reference script's entry point, kept working: ``--root --model --out`` (and every option of
-``scripts/predict_bbox.py``)."""
+"""The reference script's entry point, kept working: ``--root --model --out`` (and every
+option of ``trl-ground-predict``, see :mod:`trl_ground.cli.predict_bbox`)."""
 
-import runpy
 import sys
-from pathlib import Path
+
+from trl_ground.cli.predict_bbox import main
 
 if __name__ == "__main__":
-    script = Path(__file__).resolve().parents[1] / "scripts" / "predict_bbox.py"
-    sys.argv[0] = str(script)
-    runpy.run_path(str(script), run_name="__main__")
+    sys.exit(main())

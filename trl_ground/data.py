@@ -26,10 +26,11 @@ import numpy as np
 from rewards import to_qwen_answer
 
 from .config.data import DataArguments
+from .images import open_rgb
 from .prompts import describe_object, grounding_prompt
 from .records import GroundingRecord, load_records
 
-__all__ = ["ImageLoader", "build_dataset", "build_examples", "smart_resize"]
+__all__ = ["ImageLoader", "build_dataset", "build_examples", "no_examples_reason", "smart_resize"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,20 +91,40 @@ def smart_resize(height: int, width: int, factor: int = 32, min_pixels: int = 32
     return qwen_smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
 
 
+def no_examples_reason(json_path, records: list[GroundingRecord], args: DataArguments) -> str:
+    """Why :func:`build_examples` gave no row for ``records`` (for the error message)."""
+    if not records:
+        return f"{json_path}: no valid record (every record was skipped)"
+    if not any(r.objects for r in records):
+        return (
+            f"{json_path}: no training example: all {len(records)} records have 'objects': [] and prompt_mode "
+            f"{args.prompt_mode!r} asks about the objects of each image (an image without objects gives no example, "
+            "and there is no class to ask about in a negative query)"
+        )
+    if args.prompt_mode == "referring":
+        return f"{json_path}: no training example: prompt_mode 'referring' needs objects with \"is_unique\": true, and none has it"
+    return f"{json_path}: no examples could be built (prompt_mode={args.prompt_mode!r})"
+
+
 class ImageLoader:
-    """Dataset transform: turns the ``image`` path column into RGB PIL images resized with
-    :func:`smart_resize`, so that the processor does no further resizing. Picklable."""
+    """Dataset transform: turns the ``image`` path column into 8-bit RGB PIL images
+    (:func:`trl_ground.images.to_rgb`: 16-bit, float, palette and transparent images keep
+    their contents) resized with :func:`smart_resize`, so that the processor does no
+    further resizing. Picklable."""
 
     def __init__(self, min_pixels: int, max_pixels: int, factor: int = 32):
         self.min_pixels, self.max_pixels, self.factor = min_pixels, max_pixels, factor
 
-    def load(self, path: str):
+    def resize(self, img):
+        """``img`` (RGB) resized by :func:`smart_resize` (unchanged when it already fits)."""
         from PIL import Image
 
-        with Image.open(path) as img:
-            img = img.convert("RGB")
         h, w = smart_resize(img.height, img.width, self.factor, self.min_pixels, self.max_pixels)
         return img if (w, h) == img.size else img.resize((w, h), Image.Resampling.BICUBIC)
+
+    def load(self, path: str):
+        """The image at ``path``, RGB and resized; raises PIL's errors on a broken file."""
+        return self.resize(open_rgb(path))
 
     def __call__(self, batch: dict) -> dict:
         batch = dict(batch)
@@ -111,19 +132,27 @@ class ImageLoader:
         return batch
 
 
-def build_dataset(json_path, img_root, args: DataArguments, all_classes: list[str] | None = None, with_completion: bool = True):
+def build_dataset(
+    json_path,
+    img_root,
+    args: DataArguments,
+    all_classes: list[str] | None = None,
+    with_completion: bool = True,
+    check_images: bool = True,
+):
     """Load, validate and convert ``json_path`` into a ``datasets.Dataset`` with lazy images
     (without the ``completion`` column if ``with_completion`` is False: for GRPO).
 
+    ``check_images``: open every image first (see :func:`trl_ground.records.load_records`).
     Returns ``(dataset, records)``. Raises ``ValueError`` on bad data (see
     :func:`trl_ground.records.load_records`) or when no example could be built.
     """
     from datasets import Dataset
 
-    records, _ = load_records(json_path, img_root, on_bad_record=args.on_bad_record)
+    records, _ = load_records(json_path, img_root, on_bad_record=args.on_bad_record, check_images=check_images)
     rows = build_examples(records, args, all_classes)
     if not rows:
-        raise ValueError(f"{json_path}: no examples could be built (prompt_mode={args.prompt_mode!r})")
+        raise ValueError(no_examples_reason(json_path, records, args))
     dataset = Dataset.from_list(rows)
     if not with_completion:
         dataset = dataset.remove_columns(["completion"])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
-from .data import DataArguments, build_examples
+from .config.data import DataArguments
+from .data import build_examples, no_examples_reason
 from .records import load_records
 
 __all__ = ["summarize"]
@@ -23,12 +25,28 @@ def _token_counter(tokenizer_path: str | None):
 
 
 def summarize(
-    train_json, img_root, prompt_mode: str = "primary", add_negatives: bool = False, on_bad_record: str = "error", tokenizer=None
+    train_json,
+    img_root,
+    prompt_mode: str = "primary",
+    add_negatives: bool = False,
+    on_bad_record: str = "error",
+    tokenizer=None,
+    check_images: bool = True,
 ) -> str:
-    """Validate ``train_json`` (raises ``ValueError`` like training would) and describe it."""
-    records, skipped = load_records(train_json, img_root, on_bad_record=on_bad_record)
+    """Validate ``train_json`` as training would (every image opened unless
+    ``check_images`` is False) and describe it.
+
+    Raises:
+        ValueError naming the file, record and field of the first bad record (with
+        ``on_bad_record="error"``), or when no training example can be built.
+    """
+    start = time.perf_counter()
+    records, skipped = load_records(train_json, img_root, on_bad_record=on_bad_record, check_images=check_images)
+    seconds = time.perf_counter() - start
     args = DataArguments(prompt_mode=prompt_mode, add_negatives=add_negatives, on_bad_record=on_bad_record)
     rows = build_examples(records, args)
+    if not rows:
+        raise ValueError(no_examples_reason(train_json, records, args))
     per_class = Counter(o.cls for r in records for o in r.objects)
     per_image = Counter(len(r.objects) for r in records)
     name, count = _token_counter(tokenizer)
@@ -36,7 +54,8 @@ def summarize(
     lines = [
         f"file: {train_json}",
         f"records: {len(records)} valid" + (f", {len(skipped)} skipped" if skipped else ""),
-        f"images found: {len({r.image_path for r in records})}",
+        f"images found: {len({r.image_path for r in records})}"
+        + (f" (all opened and decoded, {seconds:.1f} s)" if check_images else " (not opened: --no-image-check)"),
         f"examples ({prompt_mode}{', with negatives' if add_negatives else ''}): {len(rows)}",
         "boxes per class:",
         *(f"  {cls:<20} {n}" for cls, n in per_class.most_common()),

@@ -5,8 +5,8 @@ so it is complete or absent."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,12 +15,25 @@ import torch
 __all__ = ["CheckpointStaging", "atomic_directory", "merge_adapters", "replace_directory", "save_final"]
 
 
+def _fresh_directory(parent: Path, prefix: str) -> Path:
+    """A new empty directory ``parent/prefix<random>`` with the usual permissions
+    (``0o777`` less the umask; ``tempfile.mkdtemp`` would make it private, ``0o700``)."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
 @contextmanager
 def atomic_directory(target):
-    """Yield a temporary directory beside ``target``; on success it replaces ``target``."""
+    """Yield a temporary directory beside ``target`` (with the permissions a plain ``mkdir``
+    gives); on success it replaces ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = _fresh_directory(target.parent, f".{target.name}.")
     try:
         yield tmp
     except BaseException:

@@ -8,6 +8,9 @@ boxes with confidences, all xyxy in [0, 1].
 - AP: COCO's definition per class (detections of all examples ranked by confidence, each
   matched greedily in that order to the unmatched ground-truth box of highest IoU, 101-point
   interpolated precision), averaged over the classes that have ground truth.
+- :func:`answer_statistics`: the same split by prompt type (queries whose ground truth has
+  boxes / has none), and how the answers look (empty, hallucinated, unparseable, duplicated
+  boxes, length).
 """
 
 from __future__ import annotations
@@ -18,14 +21,22 @@ import numpy as np
 
 from rewards import grounding_terms, iou_matrix
 
-__all__ = ["Example", "average_precision", "count_metrics", "mean_average_precision"]
+__all__ = ["DUPLICATE_IOU", "Example", "answer_statistics", "average_precision", "count_metrics", "duplicate_boxes", "mean_average_precision"]
+
+# A predicted box overlapping an earlier box of the same answer by more than this is a duplicate.
+DUPLICATE_IOU = 0.7
 
 _RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
 @dataclass
 class Example:
-    """One answered query. Boxes ``(N, 4)`` / ``(M, 4)`` xyxy in [0, 1]; ``scores (N,)``."""
+    """One query and its answer.
+
+    ``gt`` ``(M, 4)`` and ``pred`` ``(N, 4)``: boxes xyxy in [0, 1]; ``scores`` ``(N,)``.
+    ``answered`` is False for a query without a prediction (scored as an empty answer);
+    ``num_tokens``: tokens generated for the answer, None when unknown.
+    """
 
     key: str
     cls: str
@@ -37,6 +48,8 @@ class Example:
     valid_json: bool = True
     truncated: bool = False
     extra: dict = field(default_factory=dict)
+    answered: bool = True
+    num_tokens: int | None = None
 
 
 def count_metrics(examples: list[Example], iou_threshold: float = 0.5) -> dict:
@@ -101,3 +114,64 @@ def mean_average_precision(examples: list[Example], iou_threshold: float = 0.5) 
         if ap is not None:
             per_class[cls] = ap
     return (float(np.mean(list(per_class.values()))) if per_class else 0.0), per_class
+
+
+def duplicate_boxes(boxes: np.ndarray, iou_threshold: float = DUPLICATE_IOU) -> int:
+    """How many boxes of one answer have IoU > ``iou_threshold`` with an earlier box of it.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy in [0, 1], in the order the answer wrote them.
+    """
+    if len(boxes) < 2:
+        return 0
+    earlier = np.tril(iou_matrix(boxes, boxes), k=-1)  # [i, j]: IoU of box i with box j < i
+    return int((earlier > iou_threshold).any(axis=1).sum())
+
+
+def _fraction(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def answer_statistics(examples: list[Example]) -> dict:
+    """Metrics split by prompt type, and the shape of the answers.
+
+    Returns a dict with:
+        ``with_boxes``: over the queries whose ground truth has boxes: ``queries``,
+            ``precision``, ``recall``, ``f1``, ``mean_iou`` (IoU 0.5), ``ap50`` and
+            ``empty_fraction_positive`` (the share of answers with no box);
+        ``without_boxes``: over the queries whose ground truth is empty (negatives):
+            ``queries``, ``pred_boxes`` and ``hallucination_fraction_negative`` (the share of
+            answers with any box);
+        ``empty_fraction_positive``, ``hallucination_fraction_negative``: the same two, at
+            the top level;
+        ``unparseable_fraction``: answers that did not parse and gave no box, over all queries;
+        ``duplicate_fraction``: predicted boxes with IoU > :data:`DUPLICATE_IOU` with an
+            earlier box of the same answer, over all predicted boxes;
+        ``tokens_per_answer``: the mean ``num_tokens`` of the answers that carry it.
+    Unanswered queries count as empty answers. A fraction over nothing is None.
+    """
+    positive = [e for e in examples if len(e.gt)]
+    negative = [e for e in examples if not len(e.gt)]
+    m = count_metrics(positive, 0.5)
+    ap50, _ = mean_average_precision(positive, 0.5)
+    empty = _fraction(sum(1 for e in positive if not len(e.pred)), len(positive))
+    hallucinated = _fraction(sum(1 for e in negative if len(e.pred)), len(negative))
+    tokens = [e.num_tokens for e in examples if e.answered and e.num_tokens is not None]
+    return {
+        "with_boxes": {
+            "queries": len(positive),
+            **{k: (m[k] if positive else None) for k in ("precision", "recall", "f1", "mean_iou")},
+            "ap50": ap50 if positive else None,
+            "empty_fraction_positive": empty,
+        },
+        "without_boxes": {
+            "queries": len(negative),
+            "pred_boxes": int(sum(len(e.pred) for e in negative)),
+            "hallucination_fraction_negative": hallucinated,
+        },
+        "empty_fraction_positive": empty,
+        "hallucination_fraction_negative": hallucinated,
+        "unparseable_fraction": _fraction(sum(1 for e in examples if not e.valid_json and not len(e.pred)), len(examples)),
+        "duplicate_fraction": _fraction(sum(duplicate_boxes(e.pred) for e in examples), int(sum(len(e.pred) for e in examples))),
+        "tokens_per_answer": float(np.mean(tokens)) if tokens else None,
+    }

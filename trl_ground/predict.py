@@ -8,12 +8,18 @@ tokens of its four coordinates, ``exp(mean log p)`` over the digit tokens inside
 ``[x1, y1, x2, y2]`` (Qwen writes one token per digit). It lies in [0, 1]; a box the model
 wrote hesitantly scores low. When the answer's boxes cannot be located in the text (an old
 or broken format), each box gets the answer's mean token probability instead.
+
+**Images that cannot be read** (truncated, corrupt, not an image) are skipped:
+:func:`iter_predictions` yields an ``{"error": ...}`` entry for each, :func:`predict` logs a
+warning and leaves them out.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +31,19 @@ from rewards import parse_boxes
 from .batches import PromptBatch
 from .data import ImageLoader
 from .generation import generate_with_logprobs
+from .images import IMAGE_ERRORS, open_rgb
 from .prompts import DEFAULT_QUERY, DEFAULT_SYSTEM_PROMPT, grounding_prompt
 
-__all__ = ["PredictionItem", "box_confidences", "items_from_examples", "items_from_folder", "load_for_inference", "predict"]
+__all__ = [
+    "PredictionItem",
+    "box_confidences",
+    "check_model_source",
+    "items_from_examples",
+    "items_from_folder",
+    "iter_predictions",
+    "load_for_inference",
+    "predict",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +61,50 @@ class PredictionItem:
     meta: dict
 
 
+def _looks_local(name: str) -> bool:
+    """Whether ``name`` can only be meant as a local path (not a Hub id ``owner/name``)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if name.startswith(("/", ".", "~")) or os.sep in name.strip(os.sep) and Path(name).parent.is_dir():
+        return True
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return False
+
+
+def check_model_source(name: str, what: str = "model", marker: str = "config.json") -> None:
+    """Refuse, before anything loads, a ``name`` that is meant as a local directory and is
+    not one holding ``marker``. Hub ids (``owner/name``) are left to ``from_pretrained``.
+
+    Raises:
+        ValueError: ``model directory not found: X`` (or ``adapter ...``) and the like.
+    """
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{what} directory not found: {name} is a file")
+        if not (path / marker).is_file():
+            raise ValueError(f"{name}: not a {what} directory (no {marker})")
+    elif _looks_local(name):
+        raise ValueError(f"{what} directory not found: {name}")
+
+
 def load_for_inference(model_dir: str, adapter: str | None = None, load_in_4bit: bool = False):
     """``(model, processor)`` in eval mode: a merged / full model directory, or a base with
-    LoRA adapters (``adapter``), optionally loaded in 4-bit NF4 (CUDA)."""
+    LoRA adapters (``adapter``), optionally loaded in 4-bit NF4 (CUDA).
+
+    Raises ``ValueError`` (see :func:`check_model_source`) before loading anything when a
+    directory is missing."""
     from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
     from .modeling import compute_dtype
+
+    check_model_source(model_dir)
+    if adapter:
+        check_model_source(adapter, "adapter", "adapter_config.json")
 
     kwargs = {"dtype": compute_dtype()}
     if load_in_4bit:
@@ -113,7 +167,7 @@ def prompt_batch(processor, items: list[PredictionItem], images: list, system_pr
     return PromptBatch(enc["input_ids"], enc["attention_mask"], enc.get("pixel_values"), enc.get("image_grid_thw"), enc.get("mm_token_type_ids"))
 
 
-def predict(
+def iter_predictions(
     model,
     processor,
     items: list[PredictionItem],
@@ -123,22 +177,31 @@ def predict(
     min_pixels: int = 32 * 32,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     progress: bool = True,
-) -> list[dict]:
-    """Answer every item; one output dict per item (see ``scripts/predict_bbox.py``)."""
-    from PIL import Image
-
+) -> Iterator[dict]:
+    """Answer every item, batch by batch; yields one dict per item: its answer (see
+    ``scripts/predict_bbox.py``; answers come in item order) or, as soon as its image fails
+    to load, ``{**meta, "image_path", "class", "error": reason}``."""
     tokenizer = processor.tokenizer
     loader = ImageLoader(min_pixels, max_pixels)
     device = next(model.parameters()).device
-    results = []
     batches = range(0, len(items), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="predicting", unit="batch")
     for start in batches:
-        chunk = items[start : start + batch_size]
-        images = [loader.load(item.image_path) for item in chunk]
+        chunk, images, sizes = [], [], []
+        for item in items[start : start + batch_size]:
+            try:
+                img = open_rgb(item.image_path)
+            except IMAGE_ERRORS as err:
+                yield {**item.meta, "image_path": item.image_path, "class": item.cls, "error": f"{type(err).__name__}: {err}"}
+                continue
+            chunk.append(item)
+            sizes.append(img.size)
+            images.append(loader.resize(img))
+        if not chunk:
+            continue
         prompts = prompt_batch(processor, chunk, images, system_prompt, device)
         ids, mask, truncated, logprobs = generate_with_logprobs(model, prompts, tokenizer, max_new_tokens)
         for row, item in enumerate(chunk):
@@ -150,26 +213,46 @@ def predict(
             text = "".join(pieces)
             parsed = parse_boxes(text)
             conf = box_confidences(pieces, logprobs[row, keep].cpu().numpy(), text, len(parsed.boxes))
-            with Image.open(item.image_path) as img:
-                width, height = img.size
+            width, height = sizes[row]
             scale = np.array([width, height, width, height], dtype=np.float64)
-            results.append(
-                {
-                    **item.meta,
-                    "image_path": item.image_path,
-                    "width": width,
-                    "height": height,
-                    "class": item.cls,
-                    "query": item.query,
-                    "answer": text,
-                    "valid_json": parsed.valid_json,
-                    "truncated": bool(truncated[row]),
-                    "boxes": np.round(parsed.boxes, 6).tolist(),
-                    "boxes_px": np.round(parsed.boxes * scale, 2).tolist(),
-                    "labels": list(parsed.labels),
-                    "scores": np.round(conf, 6).tolist(),
-                }
-            )
+            yield {
+                **item.meta,
+                "image_path": item.image_path,
+                "width": width,
+                "height": height,
+                "class": item.cls,
+                "query": item.query,
+                "answer": text,
+                "valid_json": parsed.valid_json,
+                "truncated": bool(truncated[row]),
+                "num_tokens": n,
+                "boxes": np.round(parsed.boxes, 6).tolist(),
+                "boxes_px": np.round(parsed.boxes * scale, 2).tolist(),
+                "labels": list(parsed.labels),
+                "scores": np.round(conf, 6).tolist(),
+            }
+
+
+def predict(
+    model,
+    processor,
+    items: list[PredictionItem],
+    batch_size: int = 8,
+    max_new_tokens: int = 512,
+    max_pixels: int = 448 * 448,
+    min_pixels: int = 32 * 32,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    progress: bool = True,
+) -> list[dict]:
+    """The answers of :func:`iter_predictions` (same arguments) as a list; items whose image
+    cannot be read are left out, each with a warning."""
+    results = []
+    stream = iter_predictions(model, processor, items, batch_size, max_new_tokens, max_pixels, min_pixels, system_prompt, progress)
+    for result in stream:
+        if "error" in result:
+            logger.warning("skipped %s: %s", result["image_path"], result["error"])
+        else:
+            results.append(result)
     return results
 
 

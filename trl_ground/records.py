@@ -7,9 +7,12 @@ A file is a JSON list of records::
                   "obj_id": 3, "is_unique": true, "obj_position": "top left", "obj_size": "small"}]}
 
 ``bbox_aabb`` is xyxy normalized to [0, 1]. Images are found under ``img_root`` via
-``image_path`` if given, else ``image``. Every problem raises a ``ValueError`` that names the
-file, the record index and the field; with ``on_bad_record="skip"`` bad records are skipped
-instead and the reasons are returned (and logged by the caller).
+``image_path`` if given, else ``image``. Every image is opened and decoded cheaply
+(:func:`trl_ground.images.check_image`: unreadable, truncated, corrupt and over-the-pixel-
+limit images are bad records) unless ``check_images=False``. Every problem raises a
+``ValueError`` that names the file, the record index and the field; with
+``on_bad_record="skip"`` bad records are skipped instead and the reasons are returned (and
+logged).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .images import check_image
 
 __all__ = ["BOX_TOLERANCE", "GroundingObject", "GroundingRecord", "load_records"]
 
@@ -97,7 +102,7 @@ def _check_box(value, path: Path, index: int, fld: str) -> tuple:
     return (x1, y1, x2, y2)
 
 
-def _resolve_image(rec: dict, root: Path, path: Path, index: int, check_exists: bool) -> tuple[str, Path]:
+def _resolve_image(rec: dict, root: Path, path: Path, index: int, check_exists: bool, check_contents: bool) -> tuple[str, Path]:
     if "image" not in rec:
         raise _BadRecord(f"{_where(path, index, 'image')}: missing")
     image = rec["image"]
@@ -112,13 +117,17 @@ def _resolve_image(rec: dict, root: Path, path: Path, index: int, check_exists: 
         raise _BadRecord(f"{_where(path, index, fld)}: {rel!r} resolves outside the image root {root}")
     if check_exists and not full.is_file():
         raise _BadRecord(f"{_where(path, index, fld)}: image file not found: {full}")
+    if check_exists and check_contents:
+        try:
+            check_image(full)
+        except ValueError as err:
+            raise _BadRecord(f"{_where(path, index, fld)}: {full}: {err}") from None
     return image, full
 
 
-def _parse_record(rec, root: Path, path: Path, index: int, check_exists: bool) -> GroundingRecord:
+def _parse_record(rec, root: Path, path: Path, index: int, check_exists: bool, check_contents: bool) -> GroundingRecord:
     if not isinstance(rec, dict):
         raise _BadRecord(f"{path}: record {index}: expected a JSON object, got {type(rec).__name__}")
-    image, full = _resolve_image(rec, root, path, index, check_exists)
     objects = rec.get("objects", [])
     if not isinstance(objects, list):
         raise _BadRecord(f"{_where(path, index, 'objects')}: must be a list, got {type(objects).__name__}")
@@ -141,6 +150,7 @@ def _parse_record(rec, root: Path, path: Path, index: int, check_exists: bool) -
                 size=obj.get("obj_size") if isinstance(obj.get("obj_size"), str) else None,
             )
         )
+    image, full = _resolve_image(rec, root, path, index, check_exists, check_contents)  # last: the slow part
     caption = rec.get("caption")
     return GroundingRecord(index, image, full, tuple(parsed), caption if isinstance(caption, str) else None)
 
@@ -148,7 +158,13 @@ def _parse_record(rec, root: Path, path: Path, index: int, check_exists: bool) -
 def _read_json_list(path: Path) -> list:
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is allowed
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r}); "
+            "JSON must be UTF-8: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -160,7 +176,7 @@ def _read_json_list(path: Path) -> list:
 
 
 def load_records(
-    json_path, img_root, on_bad_record: str = "error", check_images: bool = True
+    json_path, img_root, on_bad_record: str = "error", check_images: bool = True, require_images: bool = True
 ) -> tuple[list[GroundingRecord], list[str]]:
     """Validate every record of ``json_path``.
 
@@ -168,7 +184,10 @@ def load_records(
         json_path: the JSON list of records.
         img_root: directory that image paths are relative to (no path may leave it).
         on_bad_record: ``"error"`` (raise at the first bad record) or ``"skip"``.
-        check_images: require every image file to exist.
+        check_images: open and decode every image (:func:`trl_ground.images.check_image`);
+            False for large trusted sets (only existence is checked then).
+        require_images: require every image file to exist; False reads only the JSON
+            (evaluation: the boxes are what matters), and then no image is opened.
     Returns:
         ``(records, skipped)``: the valid records in file order and, with ``"skip"``, one
         reason per skipped record.
@@ -184,7 +203,7 @@ def load_records(
     records, skipped = [], []
     for index, rec in enumerate(_read_json_list(path)):
         try:
-            records.append(_parse_record(rec, root, path, index, check_images))
+            records.append(_parse_record(rec, root, path, index, require_images, check_images))
         except _BadRecord as err:
             if on_bad_record == "error":
                 raise ValueError(str(err)) from None

@@ -16,10 +16,11 @@ def draw_boxes(image_path, out_path, pred=(), scores=(), gt=(), label: str | Non
 
     ``pred`` / ``gt``: boxes ``(N, 4)`` xyxy in [0, 1]. Writes a PNG to ``out_path``.
     """
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
-    with Image.open(image_path) as img:
-        img = img.convert("RGB")
+    from .images import open_rgb
+
+    img = open_rgb(image_path)
     # small images are upscaled so that the drawing stays legible
     scale = max(1, 512 // max(img.size))
     img = img.resize((img.width * scale, img.height * scale))

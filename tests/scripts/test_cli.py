@@ -23,7 +23,7 @@ def test_generator_and_checker_from_the_command_line(tmp_path):
 def test_checker_reports_bad_data_without_traceback(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps([{"image": "missing.png", "objects": []}]))
     r = run("scripts/check_data.py", "--train-json", str(tmp_path / "bad.json"), "--img-root", str(tmp_path))
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert "record 0, field 'image'" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from trl_ground.records import load_records
 
@@ -10,7 +11,7 @@ from trl_ground.records import load_records
 def root(tmp_path):
     (tmp_path / "img").mkdir()
     for name in ("a.png", "b.png"):
-        (tmp_path / "img" / name).write_bytes(b"png")
+        Image.new("RGB", (8, 8)).save(tmp_path / "img" / name)
     return tmp_path
 
 

@@ -1,0 +1,175 @@
+"""Predict boxes with a trained model.
+
+    trl-ground-predict --model runs/qlora/final_merged --test-json data/test.json --img-root data --out outputs.json
+    trl-ground-predict --model BASE --adapter runs/qlora/final --root images/ --class ship --out outputs.json
+    python eval/generate_outputs_bbox.py --root images/ --model runs/qlora/final_merged --out outputs.json   # the reference script's usage
+
+``outputs.json``: one entry per query with the raw ``answer``, ``boxes`` (xyxy in [0, 1]),
+``boxes_px`` (pixels of the original image), ``labels``, ``scores`` (confidence per box:
+geometric mean of the probabilities of the box's coordinate tokens), ``valid_json``,
+``truncated`` and ``num_tokens`` (tokens generated, the end token included).
+
+**Images that cannot be read** (truncated, corrupt, not an image; in a ``--root`` folder or
+a ``--test-json``) are skipped with a ``warning:`` line and listed in ``<out>.errors.json``
+(beside ``--out``: ``outputs.errors.json``, written only when something was skipped): a
+JSON list of ``{"error": reason}``, plus ``image_path`` / ``class`` / ``image`` for an image
+that failed while predicting. A record of ``--test-json`` is checked (image opened) first;
+an invalid one is skipped and listed with the reason naming the file, record and field.
+
+**Nothing is lost on a crash**: answers are appended to ``<out>.partial`` (JSON Lines, one
+answer per line) as they come; ``--out`` (a JSON list) is written at the end, or with the
+answers so far when the run fails or is interrupted; then the ``.partial`` file is removed.
+
+A missing ``--model`` / ``--adapter`` directory, or unusable inputs, are one ``error:`` line
+and exit 2, before the model is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..config.data import PROMPT_MODES
+from .common import show_warnings
+
+__all__ = ["main"]
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="merged/full model directory or id (the base, with --adapter)")
+    ap.add_argument("--adapter", help="LoRA adapter directory (final/ of a run)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--root", help="folder of images to ask about --class / --prompt")
+    src.add_argument("--test-json", "--test_json", help="JSON in the training format: the training prompts")
+    ap.add_argument("--img-root", "--img_root", help="image root of --test-json (default: its folder)")
+    ap.add_argument("--class", dest="cls", default="object", help="class to look for in a --root folder")
+    ap.add_argument("--prompt", help="a custom query for a --root folder")
+    ap.add_argument("--prompt-mode", "--prompt_mode", default="primary", choices=PROMPT_MODES)
+    ap.add_argument("--add-negatives", "--add_negatives", action="store_true")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=512, help="room for ~20 boxes")
+    ap.add_argument("--max-pixels", type=int, default=448 * 448)
+    ap.add_argument("--load-in-4bit", action="store_true")
+    ap.add_argument("--viz", help="draw predictions (and ground truth) as PNG into this folder")
+    return ap.parse_args(argv)
+
+
+def _items(args) -> tuple[list, dict, list[dict]]:
+    """``(items, ground-truth boxes by item index, skipped records as error entries)``."""
+    from ..config.data import DataArguments
+    from ..data import build_examples
+    from ..predict import items_from_examples, items_from_folder
+    from ..records import load_records
+
+    if args.root:
+        return items_from_folder(args.root, args.cls, args.prompt), {}, []
+    records, skipped = load_records(args.test_json, args.img_root or Path(args.test_json).parent, on_bad_record="skip")
+    rows = build_examples(records, DataArguments(prompt_mode=args.prompt_mode, add_negatives=args.add_negatives))
+    if not rows:
+        raise ValueError(f"{args.test_json}: no query to ask ({len(records)} valid records, {len(skipped)} skipped)")
+    return items_from_examples(rows), {i: r["gt_boxes"] for i, r in enumerate(rows)}, [{"error": why} for why in skipped]
+
+
+def _write_json(path: Path, data) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (complete or absent)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _run(args, model, processor, items, out: Path, errors: list[dict]) -> list[dict]:
+    """Predict, appending each answer to ``<out>.partial``; writes ``out`` at the end or on
+    failure (the answers so far), then removes the partial file."""
+    from ..predict import iter_predictions
+
+    partial = out.with_name(out.name + ".partial")
+    results: list[dict] = []
+    try:
+        with partial.open("w") as stream:
+            for result in iter_predictions(model, processor, items, args.batch_size, args.max_new_tokens, args.max_pixels):
+                if "error" in result:
+                    print(f"warning: skipped {result['image_path']}: {result['error']}", file=sys.stderr)
+                    errors.append(result)
+                    continue
+                results.append(result)
+                stream.write(json.dumps(result) + "\n")
+                stream.flush()
+    except BaseException:
+        _write_json(out, results)
+        partial.unlink(missing_ok=True)
+        print(f"error: prediction stopped after {len(results)} of {len(items)} queries; those answers are in {out}",
+              file=sys.stderr)
+        raise
+    finally:
+        _write_errors(out, errors)
+    _write_json(out, results)
+    partial.unlink(missing_ok=True)
+    return results
+
+
+def errors_path(out: Path) -> Path:
+    """``outputs.json`` -> ``outputs.errors.json``: where skipped images are listed."""
+    return out.with_name(out.stem + ".errors.json") if out.suffix == ".json" else out.with_name(out.name + ".errors.json")
+
+
+def _write_errors(out: Path, errors: list[dict]) -> None:
+    path = errors_path(out)
+    if errors:
+        _write_json(path, errors)
+    else:
+        path.unlink(missing_ok=True)  # a list from an earlier run would mislead
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    show_warnings()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from ..predict import check_model_source, load_for_inference
+
+    out = Path(args.out)
+    try:
+        check_model_source(args.model)
+        if args.adapter:
+            check_model_source(args.adapter, "adapter", "adapter_config.json")
+        items, truth, errors = _items(args)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(out.parent, os.W_OK):
+            raise ValueError(f"cannot write to {out.parent} (--out {out})")
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        model, processor = load_for_inference(args.model, args.adapter, args.load_in_4bit)
+    except (ValueError, OSError) as err:  # e.g. a Hub id that does not exist, or no network
+        print(f"error: cannot load {args.model}: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    results = _run(args, model, processor, items, out, errors)
+    if not results:
+        print(f"error: no answer: every image was skipped (listed in {errors_path(out)})", file=sys.stderr)
+        return 2
+    print(f"{len(results)} answers -> {out}")
+    if errors:
+        print(f"{len(errors)} skipped (listed in {errors_path(out)})")
+    if args.viz:
+        _draw(args, results, truth, items)
+    return 0
+
+
+def _draw(args, results, truth, items) -> None:
+    from ..images import IMAGE_ERRORS
+    from ..viz import draw_boxes
+
+    by_path_query = {(it.image_path, it.query): i for i, it in enumerate(items)}
+    for n, r in enumerate(results):
+        i = by_path_query.get((r["image_path"], r["query"]))
+        name = f"{n:05d}_{Path(r['image_path']).stem}.png"
+        try:
+            draw_boxes(r["image_path"], Path(args.viz) / name, r["boxes"], r["scores"], truth.get(i, []), r["class"])
+        except IMAGE_ERRORS as err:
+            print(f"warning: cannot draw {r['image_path']}: {err}", file=sys.stderr)
+    print(f"pictures -> {args.viz}")
