@@ -8,6 +8,12 @@
 ``boxes_px`` (pixels of the original image), ``labels``, ``scores`` (confidence per box:
 geometric mean of the probabilities of the box's coordinate tokens), ``valid_json`` and
 ``truncated``.
+
+``--coco-results FILE`` also writes the answers in the COCO results format (``image_id``,
+``category_id``, pixel ``bbox`` ``[x, y, w, h]``, ``score``: the confidence above), with the
+ids of ``--coco-annotations`` (your COCO ground truth; images matched by ``file_name``,
+categories by name) or, without it, deterministic ids and the matching ground truth written
+to ``FILE`` with the suffix ``.gt.json`` (see :mod:`trl_ground.formats.coco_results`).
 """
 
 import argparse
@@ -37,7 +43,12 @@ def parse_args(argv=None):
     ap.add_argument("--max-pixels", type=int, default=448 * 448)
     ap.add_argument("--load-in-4bit", action="store_true")
     ap.add_argument("--viz", help="draw predictions (and ground truth) as PNG into this folder")
-    return ap.parse_args(argv)
+    ap.add_argument("--coco-results", help="also write the answers as COCO results (JSON list) to this file")
+    ap.add_argument("--coco-annotations", help="with --coco-results: the COCO ground truth whose image / category ids to use")
+    args = ap.parse_args(argv)
+    if args.coco_annotations and not args.coco_results:
+        ap.error("--coco-annotations needs --coco-results")
+    return args
 
 
 def main(argv=None) -> int:
@@ -47,8 +58,12 @@ def main(argv=None) -> int:
     from trl_ground.predict import items_from_examples, items_from_folder, load_for_inference, predict
     from trl_ground.records import load_records
 
-    truth = {}
+    truth, records = {}, []
     try:
+        if args.coco_annotations:
+            from trl_ground.formats.coco import read_coco
+
+            read_coco(args.coco_annotations)  # fail before the model loads
         if args.root:
             items = items_from_folder(args.root, args.cls, args.prompt)
         else:
@@ -64,6 +79,15 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"{len(results)} answers -> {args.out}")
+    if args.coco_results:
+        from trl_ground.formats.coco_results import write_coco_results
+
+        try:
+            written = write_coco_results(results, args.coco_results, args.coco_annotations, records)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"{written['boxes']} boxes as COCO results -> {written['results']} (ids of {written['ground_truth']})")
     if args.viz:
         from trl_ground.viz import draw_boxes
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from rewards import to_qwen_answer
 
+from .formats import TRAIN_FORMATS
 from .records import GroundingRecord, load_records
 
 __all__ = [
@@ -59,7 +60,13 @@ DEFAULT_REFERRING_QUERY = (
 class DataArguments:
     """Where the data is and how it becomes prompts (every field is a YAML key and a CLI flag)."""
 
-    train_json: str | None = field(default=None, metadata={"help": "Training JSON (list of records)."})
+    train_json: str | None = field(default=None, metadata={"help": "Training JSON (list of records); with train_format coco, the COCO file."})
+    train_format: str = field(
+        default="json",
+        metadata={"help": "Training data format: json (the project's), or coco / yolo / dota read directly (images under img_root)."},
+    )
+    train_labels: str | None = field(default=None, metadata={"help": "With train_format yolo / dota: the label folder."})
+    train_classes: str | None = field(default=None, metadata={"help": "With train_format yolo: the class names file (or data.yaml)."})
     img_root: str | None = field(default=None, metadata={"help": "Directory that image paths are relative to."})
     eval_json: str | None = field(default=None, metadata={"help": "Optional evaluation JSON (same image root)."})
     prompt_mode: str = field(default="primary", metadata={"help": f"One of {PROMPT_MODES}."})
@@ -91,6 +98,12 @@ class DataArguments:
             raise ValueError("query_template must contain {class}")
         if not 0.0 <= self.negative_fraction <= 1.0:
             raise ValueError(f"negative_fraction must lie in [0, 1], got {self.negative_fraction}")
+        if self.train_format not in TRAIN_FORMATS:
+            raise ValueError(f"train_format must be one of {TRAIN_FORMATS}, got {self.train_format!r}")
+        if self.train_format in ("yolo", "dota") and not self.train_labels:
+            raise ValueError(f"train_format {self.train_format} needs train_labels (the label folder)")
+        if self.train_format == "yolo" and not self.train_classes:
+            raise ValueError("train_format yolo needs train_classes (the class names file)")
 
 
 def grounding_prompt(query: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
@@ -183,19 +196,30 @@ class ImageLoader:
         return batch
 
 
-def build_dataset(json_path, img_root, args: DataArguments, all_classes: list[str] | None = None, with_completion: bool = True):
+def build_dataset(
+    json_path, img_root, args: DataArguments, all_classes: list[str] | None = None, with_completion: bool = True, source_format: str = "json"
+):
     """Load, validate and convert ``json_path`` into a ``datasets.Dataset`` with lazy images
     (without the ``completion`` column if ``with_completion`` is False: for GRPO).
+
+    ``source_format`` other than ``json`` reads a COCO file (``json_path``) or YOLO / DOTA
+    folders (images under ``img_root``, labels in ``args.train_labels``) through
+    :func:`trl_ground.formats.load_source_records`, into the same validated records.
 
     Returns ``(dataset, records)``. Raises ``ValueError`` on bad data (see
     :func:`trl_ground.records.load_records`) or when no example could be built.
     """
     from datasets import Dataset
 
-    records, _ = load_records(json_path, img_root, on_bad_record=args.on_bad_record)
+    if source_format == "json":
+        records, _ = load_records(json_path, img_root, on_bad_record=args.on_bad_record)
+    else:
+        from .formats import load_source_records
+
+        records = load_source_records(source_format, json_path, img_root, args.train_labels, args.train_classes, args.on_bad_record)
     rows = build_examples(records, args, all_classes)
     if not rows:
-        raise ValueError(f"{json_path}: no examples could be built (prompt_mode={args.prompt_mode!r})")
+        raise ValueError(f"{json_path or img_root}: no examples could be built (prompt_mode={args.prompt_mode!r})")
     dataset = Dataset.from_list(rows)
     if not with_completion:
         dataset = dataset.remove_columns(["completion"])

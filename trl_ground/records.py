@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BOX_TOLERANCE", "GroundingObject", "GroundingRecord", "load_records"]
+__all__ = ["BOX_TOLERANCE", "GroundingObject", "GroundingRecord", "load_records", "validate_records"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,4 +191,34 @@ def load_records(
             skipped.append(str(err))
     if skipped:
         logger.warning("skipped %d bad record(s) of %s; first: %s", len(skipped), path, "; ".join(skipped[:3]))
+    return records, skipped
+
+
+def validate_records(
+    data: list, img_root, source: str, on_bad_record: str = "error", check_images: bool = True
+) -> tuple[list[GroundingRecord], list[str]]:
+    """:func:`load_records` on records already in memory (e.g. converted from COCO / YOLO).
+
+    Args:
+        data: list of record dicts in the format of this module's docstring.
+        img_root: directory that image paths are relative to.
+        source: what the records came from, named in every error message.
+        on_bad_record: ``"error"`` or ``"skip"``.
+        check_images: require every image file to exist.
+    Returns:
+        ``(records, skipped)`` as :func:`load_records`.
+    """
+    if on_bad_record not in ("error", "skip"):
+        raise ValueError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}")
+    root = Path(img_root).resolve()
+    if not root.is_dir():
+        raise ValueError(f"image root {img_root} is not a directory")
+    records, skipped = [], []
+    for index, rec in enumerate(data):
+        try:
+            records.append(_parse_record(rec, root, Path(source), index, check_images))
+        except _BadRecord as err:
+            if on_bad_record == "error":
+                raise ValueError(str(err)) from None
+            skipped.append(str(err))
     return records, skipped
