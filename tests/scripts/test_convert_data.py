@@ -77,6 +77,7 @@ def test_malformed_input_is_one_line_and_exit_1(sources, tmp_path, capsys):
          "error: --keep-crowd does not apply to --from yolo"),
         (["--from", "voc", "--out", "o.json"], "error: argument --from: invalid choice: 'voc'"),
         (["--from", "coco", "--annotations", "missing.json", "--img-root", ".", "--out", "o.json"], "error: missing.json: file not found"),
+        (["--from", "hf", "--dataset", "nope", "--img-root", ".", "--out", "o.json"], "error: nope: not a saved dataset directory"),
     ],
 )
 def test_usage_and_missing_files(argv, message, capsys, tmp_path, monkeypatch):

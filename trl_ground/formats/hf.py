@@ -38,7 +38,10 @@ def _load(dataset: str, split: str | None):
     if Path(dataset).exists():
         loaded = datasets.load_from_disk(dataset)
     else:
-        loaded = datasets.load_dataset(dataset, split=split or "train")
+        try:
+            loaded = datasets.load_dataset(dataset, split=split or "train")
+        except (FileNotFoundError, ConnectionError) as err:  # a mistyped path, or no network
+            raise ValueError(f"{dataset}: not a saved dataset directory, and load_dataset failed: {str(err).splitlines()[0]}") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split is None and len(loaded) == 1:
             split = next(iter(loaded))
