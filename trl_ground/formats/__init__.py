@@ -126,4 +126,6 @@ def load_source_records(fmt: str, train_json, img_root, labels=None, classes=Non
         raise ValueError(f"training reads the formats {TRAIN_FORMATS}, got {fmt!r}")
     _, records, summary = _convert(fmt, on_bad_record, True, options[fmt])
     logger.info("%s", "\n".join(summary.lines()))
+    if summary.skipped:
+        logger.warning("%s: left out %s", summary.source, ", ".join(f"{n} x {reason}" for reason, n in summary.skipped.most_common()))
     return records
