@@ -139,20 +139,32 @@ def build_dataset(
     all_classes: list[str] | None = None,
     with_completion: bool = True,
     check_images: bool = True,
+    source_format: str = "json",
 ):
     """Load, validate and convert ``json_path`` into a ``datasets.Dataset`` with lazy images
     (without the ``completion`` column if ``with_completion`` is False: for GRPO).
 
     ``check_images``: open every image first (see :func:`trl_ground.records.load_records`).
+    ``source_format`` other than ``json`` reads a COCO file (``json_path``) or YOLO / DOTA
+    folders (images under ``img_root``, labels in ``args.train_labels``) through
+    :func:`trl_ground.formats.load_source_records`, into the same validated records.
+
     Returns ``(dataset, records)``. Raises ``ValueError`` on bad data (see
     :func:`trl_ground.records.load_records`) or when no example could be built.
     """
     from datasets import Dataset
 
-    records, _ = load_records(json_path, img_root, on_bad_record=args.on_bad_record, check_images=check_images)
+    if source_format == "json":
+        records, _ = load_records(json_path, img_root, on_bad_record=args.on_bad_record, check_images=check_images)
+    else:
+        from .formats import load_source_records
+
+        records = load_source_records(
+            source_format, json_path, img_root, args.train_labels, args.train_classes, args.on_bad_record, check_images
+        )
     rows = build_examples(records, args, all_classes)
     if not rows:
-        raise ValueError(no_examples_reason(json_path, records, args))
+        raise ValueError(no_examples_reason(json_path or img_root, records, args))
     dataset = Dataset.from_list(rows)
     if not with_completion:
         dataset = dataset.remove_columns(["completion"])

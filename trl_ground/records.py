@@ -27,7 +27,7 @@ import numpy as np
 
 from .images import check_image
 
-__all__ = ["BOX_TOLERANCE", "GroundingObject", "GroundingRecord", "load_records"]
+__all__ = ["BOX_TOLERANCE", "GroundingObject", "GroundingRecord", "load_records", "validate_records"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,29 @@ def _read_json_list(path: Path) -> list:
     return data
 
 
+def _check_arguments(img_root, on_bad_record: str) -> Path:
+    if on_bad_record not in ("error", "skip"):
+        raise ValueError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}")
+    root = Path(img_root).resolve()
+    if not root.is_dir():
+        raise ValueError(f"image root {img_root} is not a directory")
+    return root
+
+
+def _validate(data: list, root: Path, source: Path, on_bad_record: str, check_images: bool, require_images: bool):
+    records, skipped = [], []
+    for index, rec in enumerate(data):
+        try:
+            records.append(_parse_record(rec, root, source, index, require_images, check_images))
+        except _BadRecord as err:
+            if on_bad_record == "error":
+                raise ValueError(str(err)) from None
+            skipped.append(str(err))
+    if skipped:
+        logger.warning("skipped %d bad record(s) of %s; first: %s", len(skipped), source, "; ".join(skipped[:3]))
+    return records, skipped
+
+
 def load_records(
     json_path, img_root, on_bad_record: str = "error", check_images: bool = True, require_images: bool = True
 ) -> tuple[list[GroundingRecord], list[str]]:
@@ -194,20 +217,15 @@ def load_records(
     Raises:
         ValueError naming the file, record index and field.
     """
-    if on_bad_record not in ("error", "skip"):
-        raise ValueError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}")
+    root = _check_arguments(img_root, on_bad_record)
     path = Path(json_path)
-    root = Path(img_root).resolve()
-    if not root.is_dir():
-        raise ValueError(f"image root {img_root} is not a directory")
-    records, skipped = [], []
-    for index, rec in enumerate(_read_json_list(path)):
-        try:
-            records.append(_parse_record(rec, root, path, index, require_images, check_images))
-        except _BadRecord as err:
-            if on_bad_record == "error":
-                raise ValueError(str(err)) from None
-            skipped.append(str(err))
-    if skipped:
-        logger.warning("skipped %d bad record(s) of %s; first: %s", len(skipped), path, "; ".join(skipped[:3]))
-    return records, skipped
+    return _validate(_read_json_list(path), root, path, on_bad_record, check_images, require_images)
+
+
+def validate_records(
+    data: list, img_root, source: str, on_bad_record: str = "error", check_images: bool = True, require_images: bool = True
+) -> tuple[list[GroundingRecord], list[str]]:
+    """:func:`load_records` on records already in memory (e.g. converted from COCO / YOLO);
+    ``source`` (what they came from) is named in every error message."""
+    root = _check_arguments(img_root, on_bad_record)
+    return _validate(data, root, Path(source), on_bad_record, check_images, require_images)

@@ -37,9 +37,11 @@ def ensure_demo_assets(data_args, model_args) -> None:
 
 def load_data_and_model(data_args, model_args, config, with_completion: bool = True):
     """``(train_dataset, eval_dataset or None, processor, model)`` for a training run."""
-    if not data_args.train_json or not data_args.img_root:
+    if not data_args.img_root or (not data_args.train_json and data_args.train_format in ("json", "coco")):
         raise ValueError("train_json and img_root are required (--train-json, --img-root)")
-    train_ds, records = build_dataset(data_args.train_json, data_args.img_root, data_args, with_completion=with_completion)
+    train_ds, records = build_dataset(
+        data_args.train_json, data_args.img_root, data_args, with_completion=with_completion, source_format=data_args.train_format
+    )
     classes = sorted({o.cls for r in records for o in r.objects})
     eval_ds = None
     if data_args.eval_json:

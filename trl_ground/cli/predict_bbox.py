@@ -22,6 +22,12 @@ answers so far when the run fails or is interrupted; then the ``.partial`` file 
 
 A missing ``--model`` / ``--adapter`` directory, or unusable inputs, are one ``error:`` line
 and exit 2, before the model is loaded.
+
+``--coco-results FILE`` also writes the answers in the COCO results format (``image_id``,
+``category_id``, pixel ``bbox`` ``[x, y, w, h]``, ``score``: the confidence above), with the
+ids of ``--coco-annotations`` (your COCO ground truth; images matched by ``file_name``,
+categories by name) or, without it, deterministic ids and the matching ground truth written
+to ``FILE`` with the suffix ``.gt.json`` (see :mod:`trl_ground.formats.coco_results`).
 """
 
 from __future__ import annotations
@@ -56,23 +62,28 @@ def parse_args(argv=None):
     ap.add_argument("--max-pixels", type=int, default=448 * 448)
     ap.add_argument("--load-in-4bit", action="store_true")
     ap.add_argument("--viz", help="draw predictions (and ground truth) as PNG into this folder")
-    return ap.parse_args(argv)
+    ap.add_argument("--coco-results", help="also write the answers as COCO results (JSON list) to this file")
+    ap.add_argument("--coco-annotations", help="with --coco-results: the COCO ground truth whose image / category ids to use")
+    args = ap.parse_args(argv)
+    if args.coco_annotations and not args.coco_results:
+        ap.error("--coco-annotations needs --coco-results")
+    return args
 
 
-def _items(args) -> tuple[list, dict, list[dict]]:
-    """``(items, ground-truth boxes by item index, skipped records as error entries)``."""
+def _items(args) -> tuple[list, dict, list[dict], list]:
+    """``(items, ground-truth boxes by item index, skipped records as error entries, records)``."""
     from ..config.data import DataArguments
     from ..data import build_examples
     from ..predict import items_from_examples, items_from_folder
     from ..records import load_records
 
     if args.root:
-        return items_from_folder(args.root, args.cls, args.prompt), {}, []
+        return items_from_folder(args.root, args.cls, args.prompt), {}, [], []
     records, skipped = load_records(args.test_json, args.img_root or Path(args.test_json).parent, on_bad_record="skip")
     rows = build_examples(records, DataArguments(prompt_mode=args.prompt_mode, add_negatives=args.add_negatives))
     if not rows:
         raise ValueError(f"{args.test_json}: no query to ask ({len(records)} valid records, {len(skipped)} skipped)")
-    return items_from_examples(rows), {i: r["gt_boxes"] for i, r in enumerate(rows)}, [{"error": why} for why in skipped]
+    return items_from_examples(rows), {i: r["gt_boxes"] for i, r in enumerate(rows)}, [{"error": why} for why in skipped], records
 
 
 def _write_json(path: Path, data) -> None:
@@ -136,7 +147,11 @@ def main(argv=None) -> int:
         check_model_source(args.model)
         if args.adapter:
             check_model_source(args.adapter, "adapter", "adapter_config.json")
-        items, truth, errors = _items(args)
+        if args.coco_annotations:
+            from ..formats.coco import read_coco
+
+            read_coco(args.coco_annotations)  # fail before the model loads
+        items, truth, errors, records = _items(args)
         out.parent.mkdir(parents=True, exist_ok=True)
         if not os.access(out.parent, os.W_OK):
             raise ValueError(f"cannot write to {out.parent} (--out {out})")
@@ -155,6 +170,15 @@ def main(argv=None) -> int:
     print(f"{len(results)} answers -> {out}")
     if errors:
         print(f"{len(errors)} skipped (listed in {errors_path(out)})")
+    if args.coco_results:
+        from ..formats.coco_results import write_coco_results
+
+        try:
+            written = write_coco_results(results, args.coco_results, args.coco_annotations, records)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"{written['boxes']} boxes as COCO results -> {written['results']} (ids of {written['ground_truth']})")
     if args.viz:
         _draw(args, results, truth, items)
     return 0

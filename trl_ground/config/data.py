@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 from ..prompts import DEFAULT_QUERY, DEFAULT_REFERRING_QUERY, DEFAULT_SYSTEM_PROMPT
 
-__all__ = ["BAD_RECORD_POLICIES", "PROMPT_MODES", "DataArguments"]
+__all__ = ["BAD_RECORD_POLICIES", "PROMPT_MODES", "TRAIN_FORMATS", "DataArguments"]
 
 PROMPT_MODES = ("primary", "per_class", "referring")
+# What training reads directly (a Hugging Face dataset is converted once instead: its images are written out).
+TRAIN_FORMATS = ("json", "coco", "yolo", "dota")
 BAD_RECORD_POLICIES = ("error", "skip")
 
 
@@ -20,7 +22,13 @@ class DataArguments:
         > Files
 
         train_json (`str` or `None`, defaults to `None`):
-            Training JSON: a list of records (see the README's "Your data").
+            Training JSON: a list of records (see the README's "Your data"); with
+            ``train_format: coco``, the COCO annotations file.
+        train_format (`str`, defaults to `"json"`):
+            ``json`` (the project's), or ``coco`` / ``yolo`` / ``dota`` read directly through
+            the converters of :mod:`trl_ground.formats` (images under ``img_root``).
+        train_labels (`str` or `None`), train_classes (`str` or `None`):
+            With ``yolo`` / ``dota``: the label folder; with ``yolo``: the class names file.
         img_root (`str` or `None`, defaults to `None`):
             Directory that the records' image paths are relative to (no path may leave it).
         eval_json (`str` or `None`, defaults to `None`):
@@ -54,6 +62,12 @@ class DataArguments:
     """
 
     train_json: str | None = field(default=None, metadata={"help": "Training JSON (list of records)."})
+    train_format: str = field(
+        default="json",
+        metadata={"help": f"Training data format, one of {TRAIN_FORMATS}: coco / yolo / dota are read directly (images under img_root)."},
+    )
+    train_labels: str | None = field(default=None, metadata={"help": "With train_format yolo / dota: the label folder."})
+    train_classes: str | None = field(default=None, metadata={"help": "With train_format yolo: the class names file (or data.yaml)."})
     img_root: str | None = field(default=None, metadata={"help": "Directory that image paths are relative to."})
     eval_json: str | None = field(default=None, metadata={"help": "Optional evaluation JSON (same image root)."})
     on_bad_record: str = field(default="error", metadata={"help": f"One of {BAD_RECORD_POLICIES}: stop at or skip bad records."})
@@ -85,5 +99,11 @@ class DataArguments:
             raise ValueError("query_template must contain {class}")
         if not 0.0 <= self.negative_fraction <= 1.0:
             raise ValueError(f"negative_fraction must lie in [0, 1], got {self.negative_fraction}")
+        if self.train_format not in TRAIN_FORMATS:
+            raise ValueError(f"train_format must be one of {TRAIN_FORMATS}, got {self.train_format!r}")
+        if self.train_format in ("yolo", "dota") and not self.train_labels:
+            raise ValueError(f"train_format {self.train_format} needs train_labels (the label folder)")
+        if self.train_format == "yolo" and not self.train_classes:
+            raise ValueError("train_format yolo needs train_classes (the class names file)")
         if self.make_synthetic_data < 0:
             raise ValueError(f"make_synthetic_data must be >= 0, got {self.make_synthetic_data}")

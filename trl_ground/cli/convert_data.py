@@ -1,0 +1,119 @@
+"""Convert COCO / YOLO / DOTA / Hugging Face data into the project's JSON, validated as training validates.
+
+    trl-ground-convert-data --from coco --annotations instances.json --img-root images/ --out data/train.json
+    trl-ground-convert-data --from yolo --images images/ --labels labels/ --classes classes.txt --out data/train.json
+    trl-ground-convert-data --from dota --images images/ --labels labelTxt/ --out data/train.json [--drop-difficult]
+    trl-ground-convert-data --from hf --dataset DIR_OR_NAME --split train --img-root data/hf_images --out data/train.json
+
+Prints a summary (images, boxes per class, what was dropped and why) and the ``--img-root``
+that training needs with the written file; ``--check`` then runs the dataset checker on it.
+Malformed input exits 1 with one line naming the file and line or annotation id (``--on-bad-record
+skip`` leaves such images out and counts them); a wrong command line exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+# which command-line options each format reads (dest -> the converter's keyword)
+_OPTIONS = {
+    "coco": {"annotations": "annotations", "img_root": "img_root", "keep_crowd": "keep_crowd"},
+    "yolo": {"images": "images", "labels": "labels", "classes": "classes"},
+    "dota": {"images": "images", "labels": "labels", "drop_difficult": "drop_difficult"},
+    "hf": {"dataset": "dataset", "img_root": "img_root", "split": "split", "bbox_format": "bbox_format",
+           "bbox_normalized": "bbox_normalized", "image_column": "image_column", "objects_column": "objects_column",
+           "bbox_key": "bbox_key", "category_key": "category_key"},
+}
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise _UsageError(message)
+
+
+def _parser() -> _Parser:
+    from trl_ground.formats import BBOX_FORMATS, FORMATS
+
+    ap = _Parser(prog="convert-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--from", dest="fmt", required=True, choices=sorted(FORMATS),
+                    help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
+    ap.add_argument("--out", required=True, help="the JSON to write (the project's training format)")
+    ap.add_argument("--annotations", help="coco: the COCO JSON")
+    ap.add_argument("--img-root", "--img_root", help="coco: the images' root; hf: where the images are written; yolo/dota: same as --images")
+    ap.add_argument("--images", help="yolo/dota: the image folder (searched recursively)")
+    ap.add_argument("--labels", help="yolo/dota: the label folder mirroring --images")
+    ap.add_argument("--classes", help="yolo: class names, one a line (line i names id i), or a data.yaml with 'names'")
+    ap.add_argument("--keep-crowd", action="store_true", help="coco: keep iscrowd annotations (default: dropped)")
+    ap.add_argument("--drop-difficult", action="store_true", help="dota: leave out objects marked difficult")
+    ap.add_argument("--dataset", help="hf: a save_to_disk directory, or a dataset name for datasets.load_dataset")
+    ap.add_argument("--split", help="hf: the split (default: the only one, else 'train')")
+    ap.add_argument("--bbox-format", default="coco", choices=BBOX_FORMATS,
+                    help="hf: coco = [x, y, w, h] (default), xyxy = [x1, y1, x2, y2], yolo = [cx, cy, w, h] normalized")
+    ap.add_argument("--bbox-normalized", action="store_true", help="hf: coco/xyxy boxes are in [0, 1] of the image, not pixels")
+    ap.add_argument("--image-column", default="image", help="hf: the Image column (default: image)")
+    ap.add_argument("--objects-column", default="objects", help="hf: the objects column (default: objects)")
+    ap.add_argument("--bbox-key", default="bbox", help="hf: the box field inside objects (default: bbox)")
+    ap.add_argument("--category-key", default="category", help="hf: the category field inside objects (default: category)")
+    ap.add_argument("--on-bad-record", default="error", choices=["error", "skip"],
+                    help="malformed input: stop with the error (default) or leave its image out")
+    ap.add_argument("--summary", help="also write the summary as JSON to this file")
+    ap.add_argument("--check", action="store_true", help="then run the dataset checker (scripts/check_data.py) on the result")
+    return ap
+
+
+def _options(ap: _Parser, args) -> dict:
+    """The converter's keyword arguments; usage errors for missing or foreign options."""
+    if args.fmt in ("yolo", "dota") and args.images is None:
+        args.images = args.img_root
+    wanted = _OPTIONS[args.fmt]
+    for dest in {d for opts in _OPTIONS.values() for d in opts} - set(wanted):
+        if getattr(args, dest) != ap.get_default(dest) and not (dest == "img_root" and args.fmt in ("yolo", "dota")):
+            raise _UsageError(f"--{dest.replace('_', '-')} does not apply to --from {args.fmt}")
+    from trl_ground.formats import FORMATS
+
+    missing = [d for d in FORMATS[args.fmt].required if getattr(args, d) is None]
+    if missing:
+        raise _UsageError(f"--from {args.fmt} needs " + ", ".join(f"--{d.replace('_', '-')}" for d in missing))
+    return {kw: getattr(args, dest) for dest, kw in wanted.items()}
+
+
+def main(argv=None) -> int:
+    ap = _parser()
+    try:
+        args = ap.parse_args(argv)
+        options = _options(ap, args)
+    except _UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from trl_ground.data_summary import summarize
+    from trl_ground.formats import convert
+
+    try:
+        records, summary = convert(args.fmt, on_bad_record=args.on_bad_record, **options)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(records, indent=1))
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(summary.to_dict(), indent=2))
+    print("\n".join(summary.lines()))
+    print(f"wrote {len(records)} records -> {out}")
+    print(f"train with: --train-json {out} --img-root {summary.img_root}")
+    if args.check:
+        try:
+            print(summarize(out, summary.img_root, on_bad_record=args.on_bad_record))
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    return 0
