@@ -6,6 +6,7 @@ boxes) and :func:`to_qwen_answer` (boxes -> answer).
 """
 
 from .boxes import as_boxes, clip_boxes, giou_matrix, iou_matrix, valid_box_mask
+from .dense import DenseScore, dense_score
 from .matching import MATCH_METHODS, check_matching, greedy_match, hungarian_match, match_iou
 from .parsing import COORD_SPACES, ParsedAnswer, parse_boxes, to_qwen_answer
 from .scoring import ScoredAnswer, score_answers
@@ -15,6 +16,7 @@ from .terms import GroundingTerms, grounding_terms
 __all__ = [
     "COORD_SPACES",
     "COSTS",
+    "DenseScore",
     "GroundingTerms",
     "MATCH_METHODS",
     "ParsedAnswer",
@@ -23,6 +25,7 @@ __all__ = [
     "as_boxes",
     "check_matching",
     "clip_boxes",
+    "dense_score",
     "giou_matrix",
     "greedy_match",
     "grounding_terms",

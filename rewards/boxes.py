@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_boxes", "clip_boxes", "giou_matrix", "iou_matrix", "valid_box_mask"]
+__all__ = ["as_boxes", "batched_giou", "batched_iou", "clip_boxes", "giou_matrix", "iou_matrix", "valid_box_mask"]
 
 
 def as_boxes(boxes) -> np.ndarray:
@@ -102,6 +102,18 @@ def iou_matrix(a, b) -> np.ndarray:
     return batched_iou(a, b)
 
 
+def batched_giou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Generalized IoU of padded batches: ``a (B, N, 4)``, ``b (B, M, 4)`` finite -> ``(B, N, M)``
+    in [-1, 1] (see :func:`giou_matrix`; padding rows ``[0, 0, 0, 0]`` give 0 with anything
+    of area 0 and values < 0 with real boxes, so callers mask the padding)."""
+    inter, union = _overlap(a, b)
+    enc_w = np.maximum(np.maximum(a[..., 2:3], b[..., None, :, 2]) - np.minimum(a[..., 0:1], b[..., None, :, 0]), 0.0)
+    enc_h = np.maximum(np.maximum(a[..., 3:4], b[..., None, :, 3]) - np.minimum(a[..., 1:2], b[..., None, :, 1]), 0.0)
+    enclosing = enc_w * enc_h
+    giou = _ratio(inter, union) - _ratio(enclosing - union, enclosing)
+    return np.clip(giou, -1.0, 1.0)
+
+
 def giou_matrix(a, b) -> np.ndarray:
     """Pairwise generalized IoU: ``IoU - (C - U) / C`` with ``C`` the enclosing box's area.
 
@@ -111,9 +123,4 @@ def giou_matrix(a, b) -> np.ndarray:
     a, b = _prepare(a, b)
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), dtype=np.float64)
-    inter, union = _overlap(a, b)
-    enc_w = np.maximum(np.maximum(a[:, 2:3], b[:, 2]) - np.minimum(a[:, 0:1], b[:, 0]), 0.0)
-    enc_h = np.maximum(np.maximum(a[:, 3:4], b[:, 3]) - np.minimum(a[:, 1:2], b[:, 1]), 0.0)
-    enclosing = enc_w * enc_h
-    giou = _ratio(inter, union) - _ratio(enclosing - union, enclosing)
-    return np.clip(giou, -1.0, 1.0)
+    return batched_giou(a, b)

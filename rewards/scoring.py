@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .boxes import as_boxes, batched_iou
+from .boxes import as_boxes, batched_giou, batched_iou
+from .dense import DenseScore, dense_from_matrices, duplicate_mask
 from .matching import check_matching, match_iou
 from .parsing import ParsedAnswer, check_coord_space, parse_raw, raw_to_array, scale_to_unit
 from .terms import GroundingTerms, label_mask, terms_from_counts
@@ -27,10 +28,12 @@ GT_TOLERANCE = 0.01
 
 @dataclass(frozen=True)
 class ScoredAnswer:
-    """One answer: what was parsed from it and its grounding terms."""
+    """One answer: what was parsed from it, its grounding terms and (when asked for) its
+    dense score (:mod:`rewards.dense`)."""
 
     parsed: ParsedAnswer
     terms: GroundingTerms
+    dense: DenseScore | None = None
 
 
 def _check_ground_truth(gts: list[np.ndarray], padded: np.ndarray) -> None:
@@ -76,6 +79,10 @@ def score_answers(
     method: str = "hungarian",
     coord_space: str = "qwen",
     query_labels=None,
+    dense: bool = False,
+    giou_weight: float = 0.5,
+    duplicate_iou: float = 0.7,
+    dense_norm: str = "f1",
 ) -> list[ScoredAnswer]:
     """Parse and score a batch of answers.
 
@@ -86,6 +93,8 @@ def score_answers(
         iou_threshold, method: matching settings (:func:`rewards.grounding_terms`).
         coord_space: ``"qwen"`` or ``"norm"`` (see :func:`rewards.parse_boxes`).
         query_labels: optional ``B`` queried classes for label-aware matching.
+        dense: also compute each answer's :class:`~rewards.dense.DenseScore`, with
+            ``giou_weight``, ``duplicate_iou`` and ``dense_norm`` (see :mod:`rewards.dense`).
     Returns:
         ``B`` :class:`ScoredAnswer`, in order.
     Raises:
@@ -120,9 +129,13 @@ def score_answers(
         start = end
     n_pred = np.array([len(p) for p in preds])
     n_gt = np.array([len(g) for g in gts])
-    iou = batched_iou(_pad(preds), gt_padded)
+    pred_padded = _pad(preds)
+    iou = batched_iou(pred_padded, gt_padded)
+    allowed = None
     if query_labels is not None:
-        iou = iou * _label_masks(pred_labels, query_labels, iou.shape[1])[:, :, None]
+        allowed = _label_masks(pred_labels, query_labels, iou.shape[1])
+        iou = iou * allowed[:, :, None]
+    denses = _dense_scores(pred_padded, gt_padded, iou, n_pred, n_gt, allowed, method, giou_weight, duplicate_iou, dense_norm) if dense else None
     # Pairs at or above the threshold, padding excluded (it matters when the threshold is 0).
     valid = (np.arange(iou.shape[1]) < n_pred[:, None])[:, :, None] & (np.arange(iou.shape[2]) < n_gt[:, None])[:, None, :]
     eligible = (iou >= iou_threshold) & valid
@@ -140,7 +153,21 @@ def score_answers(
             p_idx, g_idx = match_iou(sub, iou_threshold, method, finite=True)
             k, iou_sum = len(p_idx), float(sub[p_idx, g_idx].sum())
         terms = terms_from_counts(n, m, k, iou_sum)
-        out.append(ScoredAnswer(ParsedAnswer(pred, labs, raw[2], raw[3]), terms))
+        out.append(ScoredAnswer(ParsedAnswer(pred, labs, raw[2], raw[3]), terms, None if denses is None else denses[i]))
+    return out
+
+
+def _dense_scores(pred, gt, iou, n_pred, n_gt, allowed, method, giou_weight, duplicate_iou, norm) -> list[DenseScore]:
+    """Each answer's dense score from the padded batch: ``pred (B, N, 4)``, ``gt (B, M, 4)``,
+    ``iou (B, N, M)`` (label mask applied), one GIoU and one self-IoU call for the batch."""
+    giou = batched_giou(pred, gt)
+    self_iou = batched_iou(pred, pred)
+    out = []
+    for i in range(len(n_pred)):
+        n, m = int(n_pred[i]), int(n_gt[i])
+        ok = None if allowed is None else allowed[i, :n].astype(bool)
+        duplicate = duplicate_mask(self_iou[i, :n, :n], duplicate_iou)
+        out.append(dense_from_matrices(iou[i, :n, :m], giou[i, :n, :m], duplicate, giou_weight, method, ok, norm))
     return out
 
 

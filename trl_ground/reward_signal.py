@@ -21,9 +21,11 @@ __all__ = ["DEFAULT_VARIANTS", "signal_report"]
 
 # Cost variants compared by the report: name -> scoring settings.
 DEFAULT_VARIANTS: dict[str, ScoringSettings] = {
+    "dense": ScoringSettings(cost="dense"),
+    "dense_max_norm": ScoringSettings(cost="dense", dense_norm="max"),
+    "dense_iou_only": ScoringSettings(cost="dense", giou_weight=0.0),
     "counts": ScoringSettings(cost="counts"),
     "counts_iou0.1": ScoringSettings(cost="counts", iou_threshold=0.1),
-    "counts_no_fp_weight": ScoringSettings(cost="counts", fp_loss_weight=0.0),
 }
 
 

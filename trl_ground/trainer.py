@@ -4,18 +4,20 @@ For a batch of B prompts with ground truth, on sampling steps::
 
     lm_loss    = SFTTrainer's loss on the answer tokens
     samples    = K answers per prompt from the current model (KV cache, no gradient)
-    cost_i     = ScoringSettings.answer_cost of answer i                (rewards/, per answer)
+    cost_i     = ScoringSettings.answer_cost of answer i: 1 - dense score by default (rewards/)
     A_i        = cost_i - baseline_i        (mean cost of the other samples of the same
                                              prompt; a running mean of the cost when K = 1)
+    A_it       = the advantage token t carries: A_i, or its box's with box credit
     logp_it    = log-probability of token t of answer i (with gradient)
-    grounding  = mean(cost_i) + mean_i sum_t A_i * (logp_it - stopgrad(logp_it)) / T_i
+    grounding  = mean(cost_i) + mean_i sum_t A_it * (logp_it - stopgrad(logp_it)) / T_i
     loss       = lm_loss + grounding
 
-The second term of ``grounding`` is 0 in value, so the logged terms are exactly the
-reference script's, and its gradient is REINFORCE with a baseline
-(:mod:`trl_ground.policy_gradient`): it lowers the probability of answers that cost more
-than their baseline. With ``grounding_gradient="none"`` the terms are added as constants,
-the reference script's literal behaviour, whose gradient is plain SFT's.
+The second term of ``grounding`` is 0 in value, so the logged value is the cost itself,
+and its gradient is REINFORCE with a baseline (:mod:`trl_ground.policy_gradient`): it lowers
+the probability of answers that cost more than their baseline. With box-level credit
+(``credit="box"``, :mod:`trl_ground.credit`) the tokens of each box carry that box's own
+advantage instead of the answer's. With ``grounding_gradient="none"`` the terms are added as
+constants, the reference script's literal behaviour, whose gradient is plain SFT's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from rewards import ScoringSettings
 
 from .batches import prompts_from_sft_batch
 from .collator import GROUNDING_KEYS
+from .credit import box_baselines, token_advantages
 from .export import CheckpointStaging
 from .fused_pass import answer_logprobs, fused_sft_and_answers, spatial_merge_size_of
 from .generation import sample_answers
@@ -74,6 +77,7 @@ class GroundingSFTTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         self.scoring = scoring if scoring is not None else ScoringSettings()
         self.baseline = RunningBaseline(self.args.baseline_momentum)
+        self.box_baseline = RunningBaseline(self.args.baseline_momentum)
         self._static_sampler = StaticSampler()
         self._checkpoint_staging = CheckpointStaging()
         self._spatial_merge_size = spatial_merge_size_of(self.model)
@@ -116,11 +120,28 @@ class GroundingSFTTrainer(SFTTrainer):
         gradient accumulation like the LM loss. Updates the running baseline."""
         grounding = rollout.cost.mean()
         if answer_logp is not None:
-            adv = advantages(rollout.cost, rollout.k, self.baseline.value)
+            adv = self._token_advantages(rollout)
             grounding = grounding + policy_surrogate(adv, answer_logp, rollout.samples.completion_mask)
         if rollout.k == 1:
             self.baseline.update(rollout.cost)
         return grounding * self._grounding_scale(num_items_in_batch)
+
+    def _token_advantages(self, rollout: Rollout) -> torch.Tensor:
+        """``(R,)`` answer advantages, or ``(R, T)`` token advantages with box-level credit
+        (which needs the dense scores; updates the K = 1 box-quality baseline)."""
+        adv = advantages(rollout.cost, rollout.k, self.baseline.value)
+        if self.args.credit != "box" or self.scoring.cost != "dense":
+            return adv
+        samples = rollout.samples
+        baselines = box_baselines(rollout.scored, rollout.k, self.box_baseline.value)
+        token_adv, located = token_advantages(
+            rollout.scored, samples.texts, adv, baselines, samples.completion_ids, samples.completion_mask, self.processing_class.tokenizer
+        )
+        self._log_means("train", {"box_credit_fraction": located})
+        qualities = [q for s in rollout.scored for q in s.dense.box_quality]
+        if rollout.k == 1 and qualities:
+            self.box_baseline.update(torch.tensor(qualities))
+        return token_adv.to(rollout.cost.device)
 
     def _samples_this_step(self, mode: str) -> bool:
         if not self.args.grounding_loss:
@@ -235,7 +256,7 @@ class GroundingSFTTrainer(SFTTrainer):
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
                 with open(os.path.join(staged, GROUNDING_STATE_FILE), "w") as f:
-                    json.dump({"baseline": self.baseline.state_dict()}, f)
+                    json.dump({"baseline": self.baseline.state_dict(), "box_baseline": self.box_baseline.state_dict()}, f)
         if self.args.should_save:
             rotate_checkpoints(
                 output_dir=run_dir,
@@ -255,5 +276,7 @@ class GroundingSFTTrainer(SFTTrainer):
             state_file = os.path.join(resume_from_checkpoint, GROUNDING_STATE_FILE)
             if os.path.isfile(state_file):
                 with open(state_file) as f:
-                    self.baseline.load_state_dict(json.load(f)["baseline"])
+                    state = json.load(f)
+                self.baseline.load_state_dict(state["baseline"])
+                self.box_baseline.load_state_dict(state["box_baseline"])
         return super().train(resume_from_checkpoint, *args, **kwargs)

@@ -150,7 +150,7 @@ DEGENERATE = [
 def test_scoring_and_every_reward_survive_degenerate_answers():
     gts = [GT] * len(DEGENERATE)
     for s in score_answers(DEGENERATE, gts):
-        assert len(s.parsed) <= MAX_BOXES and np.isfinite(ScoringSettings().answer_cost(s))
+        assert len(s.parsed) <= MAX_BOXES and np.isfinite(ScoringSettings(cost="counts").answer_cost(s))
     for kind in REWARDS:
         for label_aware in (False, True):
             reward = get_reward(kind, ScoringSettings(label_aware_matching=label_aware))

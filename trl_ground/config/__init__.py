@@ -17,6 +17,7 @@ from .data import PROMPT_MODES, DataArguments
 from .model import DEFAULT_MODEL, ModelArguments
 
 __all__ = [
+    "CREDITS",
     "DEFAULT_MODEL",
     "GRADIENT_MODES",
     "PROMPT_MODES",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "CREDITS": "training",
     "GRADIENT_MODES": "training",
     "SAMPLERS": "training",
     "GroundingGRPOConfig": "training",

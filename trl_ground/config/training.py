@@ -13,9 +13,10 @@ from trl import GRPOConfig, SFTConfig
 
 from rewards.grpo import REWARDS
 
-__all__ = ["GRADIENT_MODES", "SAMPLERS", "GroundingGRPOConfig", "GroundingSFTConfig"]
+__all__ = ["CREDITS", "GRADIENT_MODES", "SAMPLERS", "GroundingGRPOConfig", "GroundingSFTConfig"]
 
 GRADIENT_MODES = ("policy_gradient", "none")
+CREDITS = ("box", "sequence")
 SAMPLERS = ("static", "generate")
 
 
@@ -46,8 +47,15 @@ class GroundingSFTConfig(SFTConfig):
             ``"policy_gradient"``: the terms' value plus a REINFORCE surrogate (value 0) whose
             gradient makes costly answers less likely; ``"none"``: the terms as constants, the
             reference script's literal behaviour (no gradient of their own).
+        credit (`str`, defaults to `"box"`):
+            Which advantage each token of a sampled answer carries in the policy gradient:
+            ``"box"``: a box's tokens its own matched quality against the group's, the list's
+            closing bracket the share of ground truth still missing (:mod:`trl_ground.credit`;
+            needs the dense cost, else sequence credit is used); ``"sequence"``: every token
+            the answer's advantage.
         baseline_momentum (`float`, defaults to `0.9`):
-            Momentum of the running-mean cost baseline used when ``samples_per_prompt`` is 1.
+            Momentum of the running-mean baselines (cost, box quality) used when
+            ``samples_per_prompt`` is 1.
 
         > Sampling
 
@@ -83,6 +91,7 @@ class GroundingSFTConfig(SFTConfig):
         default="policy_gradient",
         metadata={"help": f"One of {GRADIENT_MODES}: 'none' adds the terms as constants (the reference script's literal behaviour)."},
     )
+    credit: str = field(default="box", metadata={"help": f"One of {CREDITS}: per-box or per-answer advantages in the policy gradient."})
     baseline_momentum: float = field(default=0.9, metadata={"help": "Running-mean baseline momentum (used when K = 1)."})
     samples_per_prompt: int = field(default=1, metadata={"help": "K answers sampled per prompt."})
     sample_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
@@ -103,6 +112,8 @@ class GroundingSFTConfig(SFTConfig):
     def __post_init__(self):
         if self.grounding_gradient not in GRADIENT_MODES:
             raise ValueError(f"grounding_gradient must be one of {GRADIENT_MODES}, got {self.grounding_gradient!r}")
+        if self.credit not in CREDITS:
+            raise ValueError(f"credit must be one of {CREDITS}, got {self.credit!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         for name in ("samples_per_prompt", "sample_max_new_tokens", "sample_every_n_steps"):
