@@ -3,8 +3,10 @@
 TRL's ``DataCollatorForVisionLanguageModeling`` returns only its own keys, so this wraps it
 (never forks it): the extra columns are taken off the examples first and put back on the
 batch as ``gt_boxes`` (a list of ``ndarray[M_i, 4]``, xyxy in [0, 1]) and ``query_class``.
-It also adds the M-RoPE ``position_ids`` (:mod:`trl_ground.mrope`), computed here in the
-data-loader workers instead of row by row by the model on the main process.
+It also adds what the model would otherwise compute row by row or image by image on the
+main process, here in the data-loader workers: the M-RoPE ``position_ids``
+(:mod:`trl_ground.mrope`) and the vision tower's ``image_position_ids`` (transformers' own
+``get_vision_position_ids``, which Qwen3-VL accepts precomputed).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class GroundingCollator:
         examples = [dict(ex) for ex in examples]  # TRL's collator edits its examples
         extras = [{k: ex.pop(k, None) for k in _EXTRA_COLUMNS} for ex in examples]
         batch = with_positions(self.sft_collator(examples), self.spatial_merge_size)
+        if batch.get("image_grid_thw") is not None and self.spatial_merge_size:
+            from transformers.vision_utils import get_vision_position_ids
+
+            batch["image_position_ids"] = get_vision_position_ids(batch["image_grid_thw"], self.spatial_merge_size)
         self._mask_after_end(batch["labels"])
         batch["gt_boxes"] = [np.asarray(e["gt_boxes"] or [], dtype=np.float64).reshape(-1, 4) for e in extras]
         batch["query_class"] = [e["class"] for e in extras]

@@ -81,7 +81,8 @@ def load_model(model_args, gradient_checkpointing: bool = True, device_map=None)
     elif device_map is not None:
         kwargs["device_map"] = device_map
     model = AutoModelForImageTextToText.from_pretrained(model_args.model, **kwargs)
-    use_packed_vision_attention(model)
+    if model_args.packed_vision_attention:
+        use_packed_vision_attention(model)
 
     if model_args.load_in_4bit:
         prepare_quantized_for_training(model, gradient_checkpointing)

@@ -39,13 +39,15 @@ def load_data_and_model(data_args, model_args, config, with_completion: bool = T
     """``(train_dataset, eval_dataset or None, processor, model)`` for a training run."""
     if not data_args.img_root or (not data_args.train_json and data_args.train_format in ("json", "coco")):
         raise ValueError("train_json and img_root are required (--train-json, --img-root)")
+    check = data_args.image_check
     train_ds, records = build_dataset(
-        data_args.train_json, data_args.img_root, data_args, with_completion=with_completion, source_format=data_args.train_format
+        data_args.train_json, data_args.img_root, data_args, with_completion=with_completion, check_images=check,
+        source_format=data_args.train_format,
     )
     classes = sorted({o.cls for r in records for o in r.objects})
     eval_ds = None
     if data_args.eval_json:
-        eval_ds, _ = build_dataset(data_args.eval_json, data_args.img_root, data_args, classes, with_completion)
+        eval_ds, _ = build_dataset(data_args.eval_json, data_args.img_root, data_args, classes, with_completion, check_images=check)
     processor = load_processor(model_args.model, data_args.max_pixels, data_args.min_pixels)
     set_seed(config.seed)  # new LoRA weights are random: the same seed gives the same run
     model = load_model(model_args, gradient_checkpointing=config.gradient_checkpointing)

@@ -47,33 +47,61 @@ def test_step_benchmark_runs_in_smoke_mode(tmp_path):
 @pytest.mark.slow
 def test_learning_benchmark_quick_mode(tmp_path):
     out = tmp_path / "learning.json"
-    variant = '{"hybrid_iou0.1": {"base": "hybrid", "flags": ["--iou-threshold", "0.1"]}}'
+    variant = '{"hybrid_iou0.1": {"base": "hybrid_counts", "flags": ["--iou-threshold", "0.1"]}}'
     r = run("scripts/bench_learning.py", "--quick", "--out", str(out), "--work-dir", str(tmp_path / "work"),
-            "--set", "jobs=2", "--set", f"variants={variant}", "--export-warm", str(tmp_path / "warm.tar"))
+            "--set", "jobs=2", "--set", f"variants={variant}", "--set", 'branches=["sft", "hybrid", "grpo"]',
+            "--export-warm", str(tmp_path / "warm"))
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert set(result["branches"]) == {"sft", "literal", "hybrid", "grpo", "hybrid_lora", "hybrid_iou0.1"}
-    assert "f1" in result["warm_start"] and result["warm_start"]["steps"] == 2
+    assert set(result["branches"]) == {"sft", "hybrid", "grpo", "hybrid_iou0.1"}
+    warm = result["warm_start"]
+    assert warm["steps"] == 2 and "f1" in warm["metrics"] and warm["curve"] and warm["nan_at_step"] is None
+    split_keys = {"f1", "precision", "recall", "mean_iou", "ap50", "f1_positive", "empty_fraction_positive",
+                  "hallucination_fraction_negative", "duplicate_fraction", "unparseable_fraction", "tokens_per_answer"}
     for runs in result["branches"].values():
         for run_ in runs:
-            assert run_["curve"] and run_["steps"] == 2
-            assert {"f1", "precision", "recall", "mean_iou", "ap50", "unparseable_fraction", "empty_fraction"} <= set(run_["metrics"])
+            assert run_["curve"] and run_["steps"] == 2 and split_keys <= set(run_["metrics"])
+            assert {"step", "train_s", "val_f1"} <= set(run_["curve"][0])
     assert result["branches"]["hybrid_iou0.1"][0]["argv"][-2:] == ["--iou-threshold", "0.1"]
     assert "grounding_cost_group_std" in result["branches"]["hybrid"][0]["signals"]
-    assert set(result["summary"]["hybrid"]["f1"]) == {"mean", "spread"}
+    summary = result["summary"]["branches"]
+    assert set(summary["hybrid"]["f1"]) == {"mean", "std"} and "f1_minus_sft" in summary["hybrid"]
+    assert set(result["seconds_per_step_alone"]) == {"sft", "hybrid", "hybrid_counts", "grpo"}
+    assert all(v > 0 for v in result["seconds_per_step_alone"].values())
     assert out.with_suffix(".png").stat().st_size > 1000
+    assert sorted(p.name for p in (tmp_path / "warm").iterdir())[0] == "warm_model.tar.part0"
 
-    # the branches again, elsewhere, from the exported warm start
-    import tarfile
-
-    with tarfile.open(tmp_path / "warm.tar") as tar:
-        tar.extractall(tmp_path / "moved", filter="data")
+    # the branches again, elsewhere, from the exported warm start (its parts)
     again = tmp_path / "again.json"
     r = run("scripts/bench_learning.py", "--quick", "--out", str(again), "--work-dir", str(tmp_path / "work2"),
-            "--warm-from", str(tmp_path / "moved" / "warm_model"), "--set", "branches=[\"sft\"]")
+            "--warm-from", str(tmp_path / "warm"), "--set", "branches=[\"sft\"]", "--set", "timing_steps=0")
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(again.read_text())
-    assert result["warm_start"]["from"].endswith("warm_model") and list(result["branches"]) == ["sft"]
+    assert result["warm_start"]["from"].endswith("warm") and list(result["branches"]) == ["sft"]
     r = run("scripts/bench_learning.py", "--quick", "--out", str(again), "--work-dir", str(tmp_path / "work3"),
-            "--warm-from", str(tmp_path / "moved" / "warm_model"), "--set", "image_size=32", "--set", "branches=[]")
+            "--warm-from", str(tmp_path / "warm"), "--set", "image_size=32", "--set", "branches=[]")
     assert r.returncode != 0 and "other settings" in r.stderr
+
+
+def test_learning_benchmark_branches_are_the_flags_they_claim():
+    from trl_ground.benchmarks.learning import branch_flags
+    from trl_ground.config.benchmark import BENCH_BRANCHES, LearningBenchSettings
+
+    s = LearningBenchSettings()
+
+    def value(flags, name):
+        return flags[flags.index(name) + 1] if name in flags else None
+
+    flags = {name: branch_flags(name, s) for name in BENCH_BRANCHES}
+    assert value(flags["sft"], "--grounding-loss") == "false"
+    assert value(flags["literal"], "--grounding-gradient") == "none" and value(flags["literal"], "--cost") == "counts"
+    assert (value(flags["hybrid_counts"], "--cost"), value(flags["hybrid_counts"], "--credit")) == ("counts", "sequence")
+    assert (value(flags["hybrid"], "--cost"), value(flags["hybrid"], "--credit")) == ("dense", "box")
+    assert (value(flags["hybrid_sequence"], "--cost"), value(flags["hybrid_sequence"], "--credit")) == ("dense", "sequence")
+    assert value(flags["grpo"], "--cost") == "dense" and value(flags["grpo"], "--num-generations") == str(s.samples_per_prompt)
+    # every branch learns at the same rate from the same warm start
+    assert {value(f, "--lr") for f in flags.values()} == {str(s.branch_lr)}
+    with pytest.raises(ValueError, match="unknown setting"):
+        s.override(["no_such=1"])
+    with pytest.raises(ValueError, match="unknown branches"):
+        s.override(['branches=["sft", "magic"]'])

@@ -1,29 +1,34 @@
-"""Does the grounding loss help? SFT vs literal vs hybrid vs GRPO, trained here.
+"""Does the grounding loss help? SFT against the hybrid loss's variants and GRPO, trained here.
 
-    python scripts/bench_learning.py --out benchmarks/learning.json          # the real run (CUDA GPU)
-    python scripts/bench_learning.py --quick --out /tmp/learning.json       # a few steps on a CPU
+    trl-ground-bench-learning --out benchmarks/learning.json --export-warm benchmarks/warm_start      # CUDA GPU
+    trl-ground-bench-learning --quick --out /tmp/learning.json                                        # a few steps on a CPU
 
-A small Qwen3-VL (random init, the project's byte tokenizer) learns the synthetic grounding
-task (primary prompts plus negatives). A shared warm start of plain SFT (full fine-tuning)
-comes first; from it, each branch trains the same number of steps on the same data order:
+A small Qwen3-VL of the real architecture (random init, the project's tokenizer with the JSON
+skeleton as tokens) learns the synthetic grounding task (primary queries plus negatives).
+A shared **warm start** of plain SFT comes first (cosine schedule, a NaN guard that stops and
+says so); from it every **branch** trains the same number of steps on the same data order
+(per seed), with the project's own trainers and evaluation code:
 
-1. ``sft``: LM loss only;  2. ``literal``: LM + grounding terms as constants
-(``grounding_gradient: none``);  3. ``hybrid``: LM + the policy-gradient surrogate;
-4. ``grpo``: TRL's GRPOTrainer with the grounding + format rewards;  plus ``hybrid_lora``
-(LoRA on the warm start) and each of ``variants`` (a branch with other flags) once.
-Every branch runs for each of ``seeds``; each is evaluated on the held-out test set
-every ``eval_every`` steps (greedy answers, ``scripts/eval_bbox.py``'s
-metrics). ``jobs > 1`` runs that many branches at once, as separate processes sharing the
-GPU (they time-slice it; this keeps all branches within one device call's time limit). Writes the JSON (the warm start's
-curve; per branch and seed: metrics, F1 curve, wall-clock, training signals, command line)
-as results come in, and a plot of F1 vs steps next to it. ``--set KEY=VALUE`` overrides a
-setting (``--set branches=[]`` stops after the warm start).
+- ``sft``: LM loss only;  ``literal``: LM + the counts terms as constants (the reference
+  script's behaviour);  ``hybrid_counts``: the counts cost with the policy gradient;
+  ``hybrid``: the dense cost with box-level credit (the default);  ``hybrid_sequence``: the
+  dense cost with sequence-level credit;  ``grpo``: TRL's GRPOTrainer with the same dense
+  grounding reward plus the format reward;  and each of ``variants``.
+
+Each run records a validation curve (F1@0.5 every ``eval_every`` steps, against training
+seconds) and its final metrics on the held-out test scenes, split by prompt type (with and
+without boxes) by :func:`trl_ground.evaluate.evaluate`. ``summary`` gives mean +- std over
+seeds, the SFT branch's seed-to-seed std as the noise band, each branch's difference to SFT
+and whether it exceeds the band, and the comparison at equal wall-clock (each branch kind's
+seconds per step measured alone, ``timing_steps``). Branches run as separate processes
+(``jobs`` at once, sharing the GPU); the result JSON is rewritten as results come in.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -35,156 +40,190 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-BRANCHES = ("sft", "literal", "hybrid", "grpo", "hybrid_lora")
-WARM_KEYS = ("n_images", "image_size", "max_objects", "negative_fraction", "hidden", "layers", "vision_hidden", "vision_depth")
-SIGNALS = ("grounding_cost", "grounding_cost_std", "grounding_cost_group_std", "f1", "sampled_tokens", "reward", "reward_std")
+from transformers import TrainerCallback  # noqa: E402
+
+from trl_ground.config.benchmark import BENCH_BRANCHES, LearningBenchSettings  # noqa: E402
+
+__all__ = ["main", "run", "summarize"]
+
+SIGNALS = ("grounding_cost", "grounding_cost_std", "grounding_cost_group_std", "f1", "sampled_tokens", "box_credit_fraction",
+           "reward", "reward_std", "loss", "lm_loss", "grad_norm")
+METRIC_KEYS = ("f1", "precision", "recall", "mean_iou", "ap50", "f1_positive", "precision_positive", "recall_positive",
+               "mean_iou_positive", "ap50_positive", "empty_fraction_positive", "hallucination_fraction_negative",
+               "duplicate_fraction", "unparseable_fraction", "tokens_per_answer")
+WARM_DIR = "warm_model"
 
 
-def _settings(quick: bool) -> dict:
-    """The benchmark's knobs (``--set KEY=VALUE`` overrides one). ``warm_seconds`` ends the
-    warm start early (its LR is constant after warmup, so the schedule does not depend on
-    where it stops); ``branch_seconds`` is a guard for the device's time limit (a branch
-    stopped by it records fewer ``steps``)."""
-    if quick:
-        return dict(n_images=30, image_size=64, max_objects=3, negative_fraction=1.0, hidden=64, layers=2, vision_hidden=32,
-                    vision_depth=2, warm_steps=2, warm_seconds=600, branch_seconds=600, warm_eval_every=2, warm_lr=1e-3, warm_batch=4, branch_steps=2,
-                    branch_lr=5e-4, branch_batch=4, eval_every=2, seeds=[0], max_new_tokens=24, samples_per_prompt=2,
-                    test_limit=6, eval_batch=8, branches=list(BRANCHES), variants={}, jobs=1, warm_workers=0)
-    return dict(n_images=6000, image_size=128, max_objects=4, negative_fraction=0.25, hidden=384, layers=6, vision_hidden=192,
-                vision_depth=4, warm_steps=20000, warm_seconds=360, branch_seconds=420, warm_eval_every=250, warm_lr=1e-3, warm_batch=128,
-                branch_steps=120, branch_lr=2e-4, branch_batch=16, eval_every=40, seeds=[0, 1], max_new_tokens=160,
-                samples_per_prompt=4, test_limit=200, eval_batch=200, branches=list(BRANCHES), jobs=10, warm_workers=6,
-                # investigation: a denser reward (pairs match from IoU 0.1, so near misses score)
-                variants={"hybrid_iou0.1": {"base": "hybrid", "flags": ["--iou-threshold", "0.1"]}})
+# ---- data, model, evaluation -----------------------------------------------------------
+def prepare(work: Path, s: LearningBenchSettings) -> None:
+    """Data (train / val / test scenes), the random-init model and the settings under
+    ``work``; data already there for the same data settings is kept (several runs can share
+    one data folder)."""
+    from trl_ground.synthetic import CLASSES, make_synthetic_dataset
+    from trl_ground.tiny import ANSWER_TOKENS, build_tiny_qwen3vl
+
+    data = work / "data"
+    data_settings = {k: getattr(s, k) for k in ("n_images", "image_size", "max_objects", "val_images", "test_images")}
+    stamp = data / "data_settings.json"
+    if not (stamp.exists() and json.loads(stamp.read_text()) == data_settings):
+        make_synthetic_dataset(data, n=s.n_images, seed=1234, test_fraction=s.test_images / s.n_images, size=s.image_size,
+                               max_objects=s.max_objects, val_fraction=s.val_images / s.n_images, workers=s.data_workers)
+        stamp.write_text(json.dumps(data_settings))
+    words = ANSWER_TOKENS + CLASSES if s.word_tokens else ()
+    build_tiny_qwen3vl(work / "init", seed=0, hidden=s.hidden, layers=s.layers, image_size=s.image_size**2,
+                       vision_hidden=s.vision_hidden, vision_depth=s.vision_depth, word_tokens=words, patch_size=s.patch_size)
+    (work / "settings.json").write_text(json.dumps(s.as_dict(), indent=1))
 
 
-def _common_argv(model, data: Path, out: Path, s: dict, seed: int, batch: int, workers: int = 0) -> list[str]:
-    return [
-        "--model", str(model), "--train-json", str(data / "train.json"), "--img-root", str(data), "--add-negatives", "true",
-        "--negative-fraction", str(s["negative_fraction"]), "--max-pixels", str(s["image_size"] ** 2),
-        "--output-dir", str(out), "--batch-size", str(batch), "--gradient-accumulation-steps", "1",
-        "--logging-steps", "10", "--save-strategy", "no", "--report-to", "none", "--seed", str(seed),
-        "--gradient-checkpointing", "false", "--no-use-lora", "--no-load-in-4bit",
-        "--dataloader-num-workers", str(workers),
-    ]
+class EvalSet:
+    """The held-out scenes of one split: each asked its primary query and one negative query,
+    answered greedily, scored by the project's evaluation code."""
 
-
-def _branch_argv(name: str, s: dict) -> list[str]:
-    """The flags that make branch ``name`` (after the common ones); a name in ``variants``
-    is its ``base`` branch plus its ``flags``."""
-    if name in s["variants"]:
-        return _branch_argv(s["variants"][name]["base"], s) + s["variants"][name]["flags"]
-    sampled = ["--samples-per-prompt", str(s["samples_per_prompt"]), "--sample-max-new-tokens", str(s["max_new_tokens"])]
-    constant_lr = ["--lr", str(s["branch_lr"]), "--lr-scheduler-type", "constant"]
-    return constant_lr + {
-        "sft": ["--grounding-loss", "false"],
-        "literal": ["--grounding-gradient", "none"] + sampled,
-        "hybrid": sampled,
-        "grpo": ["--num-generations", str(s["samples_per_prompt"]), "--max-completion-length", str(s["max_new_tokens"])],
-        # LoRA needs a larger step than full fine-tuning to move as far
-        "hybrid_lora": sampled + ["--use-lora", "true", "--lr", str(s["branch_lr"] * 5), "--lora-r", "32", "--lora-alpha", "32",
-                                  "--finetune-attention-modules", "true"],
-    }[name]
-
-
-class _F1Curve:
-    """Evaluate the model on the test items every ``every`` steps (greedy answers);
-    ``on_measure(curve)`` is called after each point (to save progress)."""
-
-    def __init__(self, test, every: int, on_measure=None):
-        from transformers import TrainerCallback
-
-        outer = self
-        self.test, self.every, self.on_measure = test, every, on_measure
-        self.curve: list[tuple[int, float]] = []
-        self.last: dict = {}
-
-        class Callback(TrainerCallback):
-            def __init__(self):
-                self.trainer = None
-
-            def on_step_end(self, args, state, control, **kw):
-                if state.global_step % outer.every == 0 or state.global_step == state.max_steps:
-                    outer.measure(self.trainer, state.global_step)
-
-        self.callback = Callback()
-
-    def measure(self, trainer, step: int) -> dict:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        self.last = self.test.evaluate(model, trainer.processing_class)
-        self.curve.append((step, self.last["f1"]))
-        print(f"  step {step}: F1@0.5 {self.last['f1']:.3f}, unparseable {self.last['unparseable_fraction']:.2f}", flush=True)
-        if self.on_measure:
-            self.on_measure(self)
-        return self.last
-
-
-def _test_rows(data: Path, s: dict) -> list[dict]:
-    """The held-out examples: the first ``test_limit`` of ``test.json`` (with negatives)."""
-    from trl_ground.config import DataArguments
-    from trl_ground.data import build_examples
-    from trl_ground.records import load_records
-
-    records, _ = load_records(data / "test.json", data)
-    return build_examples(records, DataArguments(add_negatives=True))[: s["test_limit"]]
-
-
-def _write_test_truth(data: Path, s: dict) -> None:
-    """``test_subset.json``: the records of the held-out examples (written once, before any
-    branch process reads it)."""
-    keep = {r["image_id"] for r in _test_rows(data, s)}
-    (data / "test_subset.json").write_text(json.dumps([r for r in json.loads((data / "test.json").read_text()) if r["image"] in keep]))
-
-
-class _TestSet:
-    """The held-out items and their ground truth (``test_subset.json``)."""
-
-    def __init__(self, data: Path, s: dict):
+    def __init__(self, data: Path, split: str, s: LearningBenchSettings):
+        from trl_ground.config import DataArguments
+        from trl_ground.data import build_examples
         from trl_ground.predict import items_from_examples
+        from trl_ground.records import load_records
 
-        self.items = items_from_examples(_test_rows(data, s))
-        self.truth = data / "test_subset.json"
+        records, _ = load_records(data / f"{split}.json", data, check_images=False)
+        args = DataArguments(add_negatives=True, system_prompt=s.system_prompt, query_template=s.query_template)
+        self.items = items_from_examples(build_examples(records, args))
+        self.truth = data / f"{split}.json"
         self.s = s
 
     def evaluate(self, model, processor) -> dict:
-        """predict -> the evaluation report, on the test items; ``empty_fraction``: answers
-        with no box (a model that learned to abstain shows it here)."""
+        """Greedy answers -> the evaluation's metrics (the keys of :data:`METRIC_KEYS`)."""
         from trl_ground.evaluate import evaluate
         from trl_ground.predict import predict
 
         was_training = model.training
         model.eval()
-        outputs = predict(model, processor, self.items, batch_size=self.s["eval_batch"], max_new_tokens=self.s["max_new_tokens"],
-                          max_pixels=self.s["image_size"] ** 2, progress=False)
+        outputs = predict(model, processor, self.items, batch_size=self.s.eval_batch, max_new_tokens=self.s.max_new_tokens,
+                          max_pixels=self.s.image_size**2, system_prompt=self.s.system_prompt, progress=False)
         model.train(was_training)
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(outputs, f)
-        metrics = evaluate(f.name, self.truth)
-        os.unlink(f.name)
-        keep = ("precision", "recall", "f1", "mean_iou", "ap50")
-        n = max(len(self.items), 1)
-        return {**{k: metrics[k] for k in keep}, "unparseable_fraction": metrics["counts"]["unparseable_answers"] / n,
-                "empty_fraction": sum(1 for o in outputs if not o["boxes"]) / n}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "outputs.json"
+            path.write_text(json.dumps(outputs))
+            m = evaluate(path, self.truth, prompt_mode="primary", add_negatives=True)
+        positive = m["with_boxes"]
+        out = {k: m[k] for k in ("f1", "precision", "recall", "mean_iou", "ap50", "empty_fraction_positive",
+                                 "hallucination_fraction_negative", "duplicate_fraction", "unparseable_fraction", "tokens_per_answer")}
+        out.update({f"{k}_positive": positive[k] for k in ("f1", "precision", "recall", "mean_iou", "ap50")})
+        return out
 
 
-def _time_budget(seconds: float):
-    """A callback that stops training once ``seconds`` have passed since it began."""
-    from transformers import TrainerCallback
+# ---- callbacks --------------------------------------------------------------------------
+class ValidationCurve(TrainerCallback):
+    """Validation F1 every ``every`` steps, against training seconds (evaluation time left out)."""
 
-    class TimeBudget(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            self.start = time.perf_counter()
+    def __init__(self, val: EvalSet, every: int, on_point=None):
+        self.val, self.every, self.on_point = val, every, on_point
+        self.trainer = None
+        self.points: list[dict] = []
+        self.eval_seconds = 0.0
+        self.start = time.perf_counter()
 
-        def on_step_end(self, args, state, control, **kw):
-            if time.perf_counter() - self.start > seconds:
-                control.should_training_stop = True
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
 
-    return TimeBudget()
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.start - self.eval_seconds
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            self.measure(state.global_step)
+
+    def measure(self, step: int) -> dict:
+        begin = time.perf_counter()
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        metrics = self.val.evaluate(model, self.trainer.processing_class)
+        self.eval_seconds += time.perf_counter() - begin
+        point = {"step": step, "train_s": round(self.train_seconds(), 1), "val_f1": metrics["f1"],
+                 "val_f1_positive": metrics["f1_positive"], "val_empty_fraction_positive": metrics["empty_fraction_positive"]}
+        self.points.append(point)
+        print(f"  step {step}: val F1@0.5 {metrics['f1']:.3f} (boxes {metrics['f1_positive']:.3f}), "
+              f"empty {metrics['empty_fraction_positive']:.2f}, {point['train_s']} s", flush=True)
+        if self.on_point:
+            self.on_point(self.points)
+        return metrics
 
 
-def _train(kind: str, argv: list[str], curve: _F1Curve, seconds: float):
-    """Build the trainer for ``argv`` (SFT-style or GRPO), train with the F1 curve attached
-    for at most ``seconds`` (the last point is always measured); returns ``(trainer, seconds)``."""
+class StepTimer(TrainerCallback):
+    """Seconds per step after the first ``skip`` steps (compilation, caches, first batches)."""
+
+    def __init__(self, skip: int):
+        self.skip, self.begin, self.end, self.steps = skip, None, None, 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.skip:
+            self.begin = time.perf_counter()
+        elif state.global_step > self.skip:
+            self.end, self.steps = time.perf_counter(), state.global_step - self.skip
+
+    def seconds_per_step(self) -> float | None:
+        return round((self.end - self.begin) / self.steps, 4) if self.steps else None
+
+
+class StopGuard(TrainerCallback):
+    """Stops training after ``seconds`` of training time, or at a non-finite loss (and says so)."""
+
+    def __init__(self, seconds: float, curve: ValidationCurve):
+        self.seconds, self.curve = seconds, curve
+        self.nan_at: int | None = None
+        self.timed_out = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.curve.train_seconds() > self.seconds:
+            self.timed_out = control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self.nan_at = state.global_step
+            control.should_training_stop = True
+            print(f"  non-finite loss at step {state.global_step}: training stopped", flush=True)
+
+
+# ---- runs -------------------------------------------------------------------------------
+def _common_argv(model, data: Path, out: Path, s: LearningBenchSettings, seed: int, batch: int, workers: int) -> list[str]:
+    return [
+        "--model", str(model), "--train-json", str(data / "train.json"), "--img-root", str(data), "--add-negatives", "true",
+        "--negative-fraction", str(s.negative_fraction), "--max-pixels", str(s.image_size**2), "--image-check", "false",
+        "--system-prompt", s.system_prompt, "--query-template", s.query_template,
+        "--output-dir", str(out), "--batch-size", str(batch), "--gradient-accumulation-steps", "1",
+        "--logging-steps", "10", "--save-strategy", "no", "--report-to", "none", "--seed", str(seed),
+        "--gradient-checkpointing", "false", "--no-use-lora", "--no-load-in-4bit", "--max-grad-norm", "1.0",
+        "--dataloader-num-workers", str(workers), "--eval-strategy", "no",
+    ] + (["--dataloader-persistent-workers", "true", "--dataloader-prefetch-factor", "4"] if workers else [])
+
+
+def branch_flags(name: str, s: LearningBenchSettings) -> list[str]:
+    """The flags that make branch ``name`` (after the common ones)."""
+    if name in s.variants:
+        return branch_flags(s.variants[name]["base"], s) + list(s.variants[name].get("flags", []))
+    sampled = ["--samples-per-prompt", str(s.samples_per_prompt), "--sample-max-new-tokens", str(s.max_new_tokens),
+               "--sample-temperature", str(s.temperature)]
+    constant = ["--lr", str(s.branch_lr), "--lr-scheduler-type", "constant"]
+    return constant + {
+        "sft": ["--grounding-loss", "false"],
+        "literal": ["--grounding-gradient", "none", "--cost", "counts"] + sampled,
+        "hybrid_counts": ["--cost", "counts", "--credit", "sequence"] + sampled,
+        "hybrid": ["--cost", "dense", "--credit", "box"] + sampled,
+        "hybrid_sequence": ["--cost", "dense", "--credit", "sequence"] + sampled,
+        # same prompts per step as the other branches: batch x K completions
+        "grpo": ["--cost", "dense", "--num-generations", str(s.samples_per_prompt), "--max-completion-length",
+                 str(s.max_new_tokens), "--temperature", str(s.temperature), "--beta", "0.0",
+                 "--batch-size", str(s.branch_batch * s.samples_per_prompt)],
+    }[name]
+
+
+def _base_kind(name: str, s: LearningBenchSettings) -> str:
+    return s.variants[name]["base"] if name in s.variants else name
+
+
+def train_run(kind: str, argv: list[str], curve: ValidationCurve, seconds: float, extra_callbacks=()) -> tuple:
+    """Build the trainer for ``argv`` (SFT-style or GRPO), train with the validation curve
+    and the stop guard; returns ``(trainer, guard)``."""
     from trl_ground.config import GroundingGRPOConfig, parse_args
 
     if kind == "grpo":
@@ -195,101 +234,197 @@ def _train(kind: str, argv: list[str], curve: _F1Curve, seconds: float):
         from trl_ground.train import build_trainer
 
         trainer = build_trainer(*parse_args(argv))
-    curve.callback.trainer = trainer
-    trainer.add_callback(curve.callback)
-    trainer.add_callback(_time_budget(seconds))
-    start = time.perf_counter()
+    guard = StopGuard(seconds, curve)
+    curve.trainer = trainer
+    for callback in (curve, guard, *extra_callbacks):
+        trainer.add_callback(callback)
     trainer.train()
-    elapsed = time.perf_counter() - start
-    if not curve.curve or curve.curve[-1][0] != trainer.state.global_step:
-        curve.measure(trainer, trainer.state.global_step)
-    return trainer, elapsed
+    return trainer, guard
 
 
-def _signals(log_history: list[dict]) -> dict:
-    """Means of the training signals over the logged steps (how much the sampled answers
-    differed, what they scored)."""
+def signals(log_history: list[dict]) -> dict:
+    """Means of the training signals over the logged steps."""
     out = {}
     for key in SIGNALS:
-        values = [row[key] for row in log_history if key in row]
+        values = [row[key] for row in log_history if key in row and isinstance(row[key], (int, float))]
         if values:
             out[key] = round(sum(values) / len(values), 4)
     return out
 
 
-def run_branch(work: Path, s: dict, name: str, seed: int) -> dict:
-    """Train branch ``name`` from the warm start with ``seed``; its result row."""
-    curve = _F1Curve(_TestSet(work / "data", s), s["eval_every"])
-    argv = _common_argv(work / "warm_model", work / "data", work / f"{name}_{seed}", s, seed, s["branch_batch"])
-    argv += ["--max-steps", str(s["branch_steps"])] + _branch_argv(name, s)
-    base = s["variants"][name]["base"] if name in s["variants"] else name
-    trainer, seconds = _train("grpo" if base == "grpo" else "sft", argv, curve, s["branch_seconds"])
-    return {"seed": seed, "steps": trainer.state.global_step, "metrics": curve.last, "curve": curve.curve, "wall_s": round(seconds, 1),
-            "signals": _signals(trainer.state.log_history), "argv": argv}
+def _run_row(trainer, guard, curve: ValidationCurve, test: EvalSet, argv: list[str]) -> dict:
+    if not curve.points or curve.points[-1]["step"] != trainer.state.global_step:
+        curve.measure(trainer.state.global_step)
+    metrics = test.evaluate(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class)
+    return {"steps": trainer.state.global_step, "wall_s": curve.points[-1]["train_s"], "metrics": metrics,
+            "curve": curve.points, "signals": signals(trainer.state.log_history), "nan_at_step": guard.nan_at,
+            "stopped_by_time": guard.timed_out, "argv": argv}
 
 
-def _prepare(work: Path, s: dict) -> None:
-    """Data, the random-init model and the settings under ``work``."""
-    from trl_ground.synthetic import make_synthetic_dataset
-    from trl_ground.tiny import build_tiny_qwen3vl
-
-    make_synthetic_dataset(work / "data", n=s["n_images"], seed=1234, test_fraction=0.1, size=s["image_size"], max_objects=s["max_objects"])
-    _write_test_truth(work / "data", s)
-    build_tiny_qwen3vl(work / "init", seed=0, hidden=s["hidden"], layers=s["layers"], image_size=s["image_size"] ** 2,
-                       vision_hidden=s["vision_hidden"], vision_depth=s["vision_depth"])
-    (work / "settings.json").write_text(json.dumps(s))
-
-
-def _warm_start(work: Path, s: dict, on_measure) -> dict:
-    """Plain SFT from random init (linear warmup, then constant LR) for ``warm_steps`` or
-    ``warm_seconds``, whichever ends first; saves ``warm_model`` and its result."""
-    curve = _F1Curve(_TestSet(work / "data", s), s["warm_eval_every"], on_measure)
-    argv = _common_argv(work / "init", work / "data", work / "warm", s, 0, s["warm_batch"], s["warm_workers"]) + [
-        "--grounding-loss", "false", "--max-steps", str(s["warm_steps"]), "--lr", str(s["warm_lr"]),
-        "--lr-scheduler-type", "constant_with_warmup", "--warmup-steps", str(min(100, max(1, s["warm_steps"] // 20))),
+def warm_start(work: Path, s: LearningBenchSettings, init: Path, on_point=None) -> dict:
+    """Plain SFT from ``init`` (cosine with warmup); saves ``work/warm_model`` and its row."""
+    data = work / "data"
+    curve = ValidationCurve(EvalSet(data, "val", s), s.warm_eval_every, on_point)
+    argv = _common_argv(init, data, work / "warm", s, 0, s.warm_batch, s.warm_workers) + [
+        "--grounding-loss", "false", "--max-steps", str(s.warm_steps), "--lr", str(s.warm_lr),
+        "--lr-scheduler-type", "cosine_with_min_lr", "--lr-scheduler-kwargs", json.dumps({"min_lr_rate": s.warm_min_lr_rate}),
+        "--warmup-steps", str(s.warm_warmup_steps), "--weight-decay", str(s.warm_weight_decay),
+        "--optim", "adamw_torch_fused" if _cuda() else "adamw_torch", "--adam-beta2", "0.98",
     ]
-    trainer, seconds = _train("sft", argv, curve, s["warm_seconds"])
-    trainer.save_model(str(work / "warm_model"))
-    trainer.processing_class.save_pretrained(str(work / "warm_model"))
-    row = {**curve.last, "steps": trainer.state.global_step, "wall_s": round(seconds, 1), "curve": curve.curve,
-           "settings": {k: s[k] for k in WARM_KEYS}}
-    (work / "warm_model" / "warm_start.json").write_text(json.dumps(row))
+    trainer, guard = train_run("sft", argv, curve, s.warm_seconds)
+    row = _run_row(trainer, guard, curve, EvalSet(data, "test", s), argv)
+    trainer.save_model(str(work / WARM_DIR))
+    trainer.processing_class.save_pretrained(str(work / WARM_DIR))
+    row["settings"] = s.warm_fingerprint()
+    row["init"] = str(init)
+    (work / WARM_DIR / "warm_start.json").write_text(json.dumps(row))
     return row
 
 
-def _reuse_warm(source: Path, work: Path, s: dict) -> dict:
-    """Copy a warm model written by ``--export-warm`` into ``work``; its recorded result
-    (the data and model settings must match this run's)."""
-    row = json.loads((source / "warm_start.json").read_text())
-    differ = {k: (row["settings"][k], s[k]) for k in WARM_KEYS if row["settings"][k] != s[k]}
-    if differ:
-        raise SystemExit(f"{source} was trained with other settings (theirs, ours): {differ}")
-    shutil.copytree(source, work / "warm_model", dirs_exist_ok=True)
-    return {**row, "from": str(source)}
+def run_branch(work: Path, s: LearningBenchSettings, name: str, seed: int, timing: bool = False) -> dict:
+    """Train branch ``name`` from the warm start with ``seed``; its result row. ``timing``:
+    instead, ``2 + timing_steps`` steps with no evaluation, and the seconds per step after
+    the first two."""
+    data = work / "data"
+    steps = 2 + s.timing_steps if timing else s.branch_steps
+    curve = ValidationCurve(EvalSet(data, "val", s), 10**9 if timing else s.eval_every)
+    argv = _common_argv(work / WARM_DIR, data, work / "runs" / f"{name}_{seed}", s, seed, s.branch_batch, 0)
+    argv += ["--max-steps", str(steps)] + branch_flags(name, s)
+    kind = "grpo" if _base_kind(name, s) == "grpo" else "sft"
+    timer = StepTimer(skip=2)
+    trainer, guard = train_run(kind, argv, curve, s.branch_seconds, [timer])
+    if timing:
+        return {"seconds_per_step": timer.seconds_per_step()}
+    return {"seed": seed, **_run_row(trainer, guard, curve, EvalSet(data, "test", s), argv)}
 
 
-def export_warm(work: Path, tar_path: Path) -> None:
-    """The warm model in bf16 (with its ``warm_start.json``) as one tar: to resume the
-    branches elsewhere (``--warm-from``)."""
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def speed_probe(work: Path, s: LearningBenchSettings, steps: int = 40) -> dict:
+    """The warm start's training step, measured: seconds per step (after 5 warm-up steps)
+    with and without the packed vision attention, and a profile of 3 steps (GPU busy time,
+    CPU time, kernel launches)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    data = work / "data"
+    out = {"batch": s.warm_batch}
+    for label, packed in (("packed_vision_attention", "true"), ("per_image_vision_attention", "false")):
+        argv = _common_argv(work / "init", data, work / "probe", s, 0, s.warm_batch, s.warm_workers) + [
+            "--grounding-loss", "false", "--max-steps", str(5 + steps), "--lr", "1e-4", "--packed-vision-attention", packed,
+            "--optim", "adamw_torch_fused" if _cuda() else "adamw_torch",
+        ]
+        timer = StepTimer(skip=5)
+        curve = ValidationCurve(EvalSet(data, "val", s), 10**9)
+        train_run("sft", argv, curve, 3600, [timer])
+        out[label] = {"seconds_per_step": timer.seconds_per_step(), "steps_per_second": round(1 / timer.seconds_per_step(), 2)}
+        print(f"  {label}: {out[label]}", flush=True)
+    # a profile of 3 steps of the default path, outside the Trainer's loop
+    from trl_ground.config import parse_args
+    from trl_ground.train import build_trainer
+
+    argv = _common_argv(work / "init", data, work / "probe", s, 0, s.warm_batch, 0) + ["--grounding-loss", "false", "--max-steps", "10"]
+    trainer = build_trainer(*parse_args(argv))
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    trainer.current_gradient_accumulation_steps = 1
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+
+    def step():
+        with trainer.accelerator.autocast():
+            trainer.training_step(trainer.model, dict(batch))
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if _cuda() else [])
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            step()
+        if _cuda():
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    device_us = sum(e.self_device_time_total for e in events) if _cuda() else 0
+    out["profile_3_steps"] = {
+        "cpu_s": round(sum(e.self_cpu_time_total for e in events) / 1e6, 3),
+        "gpu_busy_s": round(device_us / 1e6, 3),
+        "kernel_launches": int(sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))),
+        "top_cpu_ops": [(e.key, e.count, round(e.self_cpu_time_total / 1e3, 1)) for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]],
+    }
+    return out
+
+
+# ---- warm start: export, reuse ------------------------------------------------------------
+def export_warm(work: Path, out_dir: Path, part_mb: int = 15) -> list[Path]:
+    """The warm model in bf16 with its record, as a tar split into parts of at most
+    ``part_mb`` MB (``warm_model.tar.part0``, ...) in ``out_dir``: small enough to travel and
+    to commit. ``--warm-from`` reads the parts back."""
+    import io
     import tarfile
 
     import torch
     from transformers import AutoModelForImageTextToText
 
     export = work / "warm_export"
-    model = AutoModelForImageTextToText.from_pretrained(work / "warm_model", dtype=torch.bfloat16)
+    model = AutoModelForImageTextToText.from_pretrained(work / WARM_DIR, dtype=torch.bfloat16)
     model.save_pretrained(export)
-    for f in (work / "warm_model").iterdir():
+    for f in (work / WARM_DIR).iterdir():
         if not f.name.endswith((".safetensors", ".bin")) and f.name not in ("config.json", "model.safetensors.index.json"):
             shutil.copy(f, export / f.name)
-    with tarfile.open(tar_path, "w") as tar:
-        tar.add(export, arcname="warm_model")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(export, arcname=WARM_DIR)
+    data = buffer.getvalue()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("warm_model.tar.part*"):
+        old.unlink()
+    size = part_mb * 1_000_000
+    parts = []
+    for i in range(0, len(data), size):
+        part = out_dir / f"warm_model.tar.part{i // size}"
+        part.write_bytes(data[i : i + size])
+        parts.append(part)
+    return parts
 
 
-def _run_in_processes(work: Path, runs: list[tuple[str, int]], jobs: int, on_result) -> list[str]:
-    """Each ``(name, seed)`` in its own ``--child`` process, at most ``jobs`` at once;
+def unpack_warm(source: Path, dest: Path) -> Path:
+    """``source``: a model directory, or a folder of ``warm_model.tar.part*`` -> a model
+    directory holding ``warm_start.json``."""
+    import io
+    import tarfile
+
+    if (source / "warm_start.json").exists():
+        return source
+    parts = sorted(source.glob("warm_model.tar.part*"), key=lambda p: int(p.name.rsplit("part", 1)[1]))
+    if not parts:
+        raise SystemExit(f"{source}: neither a warm model (warm_start.json) nor warm_model.tar.part* files")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / WARM_DIR
+
+
+def reuse_warm(source: Path, work: Path, s: LearningBenchSettings) -> dict:
+    """Copy a warm model (``--warm-from``) into ``work``; its record (its data and model
+    settings must be this run's)."""
+    model_dir = unpack_warm(source, work / "unpacked")
+    row = json.loads((model_dir / "warm_start.json").read_text())
+    differ = {k: (row["settings"].get(k), v) for k, v in s.warm_fingerprint().items() if row["settings"].get(k) != v}
+    if differ:
+        raise SystemExit(f"{source} was trained with other settings (theirs, ours): {differ}")
+    if model_dir != work / WARM_DIR:
+        shutil.copytree(model_dir, work / WARM_DIR, dirs_exist_ok=True)
+    return {**row, "from": str(source)}
+
+
+# ---- several processes --------------------------------------------------------------------
+def run_children(work: Path, runs: list[tuple[str, int]], jobs: int, on_result) -> list[str]:
+    """Each ``(name, seed)`` in a process of its own (``--child``), at most ``jobs`` at once;
     ``on_result(name, row)`` as each ends. Returns the runs that failed (``"name:seed"``)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // jobs))}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     pending, running, failed = list(runs), {}, []
     (work / "logs").mkdir(exist_ok=True)
     while pending or running:
@@ -298,7 +433,7 @@ def _run_in_processes(work: Path, runs: list[tuple[str, int]], jobs: int, on_res
             log = open(work / "logs" / f"{name}_{seed}.log", "w")
             cmd = [sys.executable, "-m", "trl_ground.benchmarks.learning", "--work-dir", str(work), "--child", f"{name}:{seed}"]
             running[(name, seed)] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
-        time.sleep(2)
+        time.sleep(1)
         for key, (proc, log) in list(running.items()):
             if proc.poll() is None:
                 continue
@@ -307,137 +442,202 @@ def _run_in_processes(work: Path, runs: list[tuple[str, int]], jobs: int, on_res
             part = work / "parts" / f"{key[0]}_{key[1]}.json"
             if proc.returncode != 0 or not part.exists():
                 tail = (work / "logs" / f"{key[0]}_{key[1]}.log").read_text()[-3000:]
-                print(f"branch {key} failed (exit {proc.returncode}):\n{tail}", flush=True)
+                print(f"run {key} failed (exit {proc.returncode}):\n{tail}", flush=True)
                 failed.append(f"{key[0]}:{key[1]}")
                 continue
             on_result(key[0], json.loads(part.read_text()))
     return failed
 
 
-def run(argv=None) -> dict | None:
+def _child(work: Path, spec: str) -> None:
+    s = LearningBenchSettings(**json.loads((work / "settings.json").read_text()))
+    name, seed = spec.split(":")
+    row = run_branch(work, s, name, int(seed))
+    (work / "parts").mkdir(exist_ok=True)
+    (work / "parts" / f"{name}_{seed}.json").write_text(json.dumps(row))
+
+
+def time_per_step(work: Path, s: LearningBenchSettings, names: list[str]) -> dict:
+    """Seconds per training step of each branch kind, measured alone (one after the other)."""
+    out = {}
+    for name in names:
+        out[name] = run_branch(work, s, name, 0, timing=True)["seconds_per_step"]
+        print(f"  {name}: {out[name]} s/step alone", flush=True)
+    return out
+
+
+# ---- summary ------------------------------------------------------------------------------
+def _stats(values: list[float]) -> dict:
+    import numpy as np
+
+    v = np.array([x for x in values if x is not None], dtype=float)
+    if not v.size:
+        return {"mean": None, "std": None}
+    return {"mean": round(float(v.mean()), 4), "std": round(float(v.std(ddof=1)) if v.size > 1 else 0.0, 4)}
+
+
+def _value_at_step(curve: list[dict], step: float) -> float | None:
+    """The last validation F1 measured at or before ``step`` (None if none)."""
+    points = [p for p in curve if p["step"] <= step + 1e-9]
+    return points[-1]["val_f1"] if points else None
+
+
+def summarize(result: dict) -> dict:
+    """Per branch: metrics as mean +- std over seeds; the SFT std as the noise band; each
+    branch's F1 difference to SFT and whether it exceeds the band; equal-wall-clock F1."""
+    out = {}
+    for name, runs in result["branches"].items():
+        out[name] = {"seeds": len(runs), "steps": _stats([r["steps"] for r in runs])}
+        for key in METRIC_KEYS:
+            out[name][key] = _stats([r["metrics"].get(key) for r in runs])
+    sft = out.get("sft")
+    noise = sft["f1"]["std"] if sft else None
+    for name, row in out.items():
+        if sft and name != "sft" and row["f1"]["mean"] is not None and sft["f1"]["mean"] is not None:
+            diff = row["f1"]["mean"] - sft["f1"]["mean"]
+            row["f1_minus_sft"] = round(diff, 4)
+            row["exceeds_sft_noise"] = bool(noise is not None and abs(diff) > noise)
+    per_step = result.get("seconds_per_step_alone") or {}
+    if "sft" in result["branches"] and per_step.get("sft"):
+        budget = per_step["sft"] * result["settings"]["branch_steps"]
+        for name, runs in result["branches"].items():
+            base = _base_kind(name, LearningBenchSettings(**result["settings"]))
+            if per_step.get(base):
+                # the step this branch reaches in SFT's time, on its own validation curve
+                steps_in_budget = budget / per_step[base]
+                at = [_value_at_step(r["curve"], steps_in_budget) for r in runs]
+                out[name]["equal_wall_clock"] = {"seconds": round(budget, 1), "steps": round(steps_in_budget, 1), "val_f1": _stats(at)}
+    return {"noise_band_f1": noise, "branches": out}
+
+
+def plot(result: dict, path: Path) -> None:
+    """Left: the warm start's validation F1; right: each branch's (one line per seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (warm_ax, ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    warm = result.get("warm_start", {})
+    if warm.get("curve"):
+        warm_ax.plot([p["step"] for p in warm["curve"]], [p["val_f1"] for p in warm["curve"]], color="k", marker="o")
+    warm_ax.set(xlabel="warm-start steps (plain SFT)", ylabel="validation F1@0.5", title="warm start")
+    start = warm.get("metrics", {}).get("f1")
+    for i, (name, runs) in enumerate(result["branches"].items()):
+        for j, r in enumerate(runs):
+            points = [(0, start)] if start is not None else []
+            points += [(p["step"], p["val_f1"]) for p in r["curve"]]
+            ax.plot(*zip(*points), label=name if j == 0 else None, color=f"C{i}", alpha=0.8, linestyle="-" if j == 0 else "--")
+    ax.set(xlabel="steps after the warm start", ylabel="validation F1@0.5", title="branches (one line per seed)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ---- the command --------------------------------------------------------------------------
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="benchmarks/learning.json")
-    ap.add_argument("--quick", action="store_true", help="tiny CPU run (the tests use it)")
+    ap.add_argument("--out", default="benchmarks/learning.json", help="result JSON (a plot is written beside it)")
+    ap.add_argument("--quick", action="store_true", help="tiny CPU run (what the tests run)")
     ap.add_argument("--work-dir", help="where data and models go (default: a temporary folder)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (JSON value), e.g. --set warm_steps=500")
-    ap.add_argument("--export-warm", metavar="TAR", help="also write the warm model (bf16) as this tar file")
-    ap.add_argument("--warm-from", metavar="DIR", help="skip the warm start: use this model directory written by --export-warm")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting (JSON value), e.g. --set warm_steps=500 (see LearningBenchSettings)")
+    ap.add_argument("--export-warm", metavar="DIR", help="write the warm model (bf16) as warm_model.tar.part* files into DIR")
+    ap.add_argument("--warm-from", metavar="DIR", help="skip the warm start: a warm model directory or a folder of parts")
+    ap.add_argument("--warm-init", metavar="DIR", help="start the warm start from this model (continue an earlier one) instead of random init")
+    ap.add_argument("--speed-probe", action="store_true", help="first measure the warm-start step (packed vision attention on/off, a profile)")
+    ap.add_argument("--stop-after", choices=("prepare", "probe"), help="stop after preparing data and model, or after the speed probe")
     ap.add_argument("--child", metavar="NAME:SEED", help=argparse.SUPPRESS)  # one branch, in a process of its own
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def run(argv=None) -> dict | None:
+    args = parse_args(argv)
+    if args.child:
+        _child(Path(args.work_dir), args.child)
+        return None
     import torch
 
-    if args.child:
-        work = Path(args.work_dir)
-        s = json.loads((work / "settings.json").read_text())
-        name, seed = args.child.split(":")
-        row = run_branch(work, s, name, int(seed))
-        (work / "parts").mkdir(exist_ok=True)
-        (work / "parts" / f"{name}_{seed}.json").write_text(json.dumps(row))
-        return None
-
-    s = _settings(args.quick)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if key not in s:
-            raise SystemExit(f"unknown setting {key!r}; settings: {sorted(s)}")
-        s[key] = json.loads(value)
-    unknown = set(s["branches"]) - set(BRANCHES)
-    if unknown:
-        raise SystemExit(f"unknown branches {sorted(unknown)}; branches: {list(BRANCHES)}")
+    try:
+        s = (LearningBenchSettings.quick() if args.quick else LearningBenchSettings()).override(args.set)
+    except (ValueError, TypeError) as err:
+        raise SystemExit(f"error: {err}") from None
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_learning_"))
+    work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "python": platform.python_version(),
-        "command": "python scripts/bench_learning.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "torch": torch.__version__,
+        "command": "trl-ground-bench-learning " + " ".join(sys.argv[1:] if argv is None else argv),
         "quick": args.quick,
-        "settings": s,
+        "settings": s.as_dict(),
         "branches": {},
     }
 
     def save():
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        out.write_text(json.dumps(result, indent=1) + "\n")
 
-    def on_warm_point(curve):
-        result["warm_start"] = {"curve": curve.curve, "last": curve.last}
+    def on_warm_point(points):
+        result["warm_start"] = {"curve": points}
         save()
 
     start = time.perf_counter()
-    reused = _reuse_warm(Path(args.warm_from), work, s) if args.warm_from else None  # checked before the data is made
-    _prepare(work, s)
-    print(f"data and model ready in {time.perf_counter() - start:.0f} s", flush=True)
-    result["warm_start"] = reused or _warm_start(work, s, on_warm_point)
+    reused = reuse_warm(Path(args.warm_from), work, s) if args.warm_from else None  # checked before the data is made
+    prepare(work, s)
+    result["prepare_s"] = round(time.perf_counter() - start, 1)
+    print(f"data and model ready in {result['prepare_s']} s", flush=True)
+    if args.speed_probe:
+        result["speed_probe"] = speed_probe(work, s, steps=5 if args.quick else 40)
+        save()
+    if args.stop_after:
+        save()
+        return result
+    if reused:
+        result["warm_start"] = reused
+    else:
+        init = unpack_warm(Path(args.warm_init), work / "init_unpacked") if args.warm_init else work / "init"
+        result["warm_start"] = warm_start(work, s, init, on_warm_point)
     save()
     if args.export_warm:
-        export_warm(work, Path(args.export_warm))
+        result["warm_start"]["exported"] = [str(p) for p in export_warm(work, Path(args.export_warm))]
+        save()
 
     def on_result(name, row):
         result["branches"].setdefault(name, []).append(row)
         result["branches"][name].sort(key=lambda r: r["seed"])
         result["summary"] = summarize(result)
         save()
-        print(f"branch {name} seed {row['seed']}: F1@0.5 {row['metrics']['f1']:.3f} in {row['wall_s']} s", flush=True)
+        print(f"branch {name} seed {row['seed']}: test F1@0.5 {row['metrics']['f1']:.3f} in {row['wall_s']} s", flush=True)
 
-    runs = [(name, seed) for seed in s["seeds"] for name in s["branches"] if name != "hybrid_lora"]
-    runs += [(name, s["seeds"][0]) for name in ["hybrid_lora"] * ("hybrid_lora" in s["branches"]) + list(s["variants"])]
-    if s["jobs"] > 1:
-        failed = _run_in_processes(work, runs, s["jobs"], on_result)
-        if failed:
-            result["failed"] = failed
-    else:
-        for name, seed in runs:
-            print(f"branch {name}, seed {seed}", flush=True)
-            on_result(name, run_branch(work, s, name, seed))
+    runs = [(name, seed) for seed in s.seeds for name in s.branches] + [(name, s.seeds[0]) for name in s.variants]
+    if runs:
+        if s.jobs > 1:
+            failed = run_children(work, runs, s.jobs, on_result)
+            if failed:
+                result["failed"] = failed
+        else:
+            for name, seed in runs:
+                print(f"branch {name}, seed {seed}", flush=True)
+                on_result(name, run_branch(work, s, name, seed))
+        if s.timing_steps:
+            kinds = sorted({_base_kind(name, s) for name, _ in runs})
+            result["seconds_per_step_alone"] = time_per_step(work, s, kinds)
+        result["summary"] = summarize(result)
     result["total_wall_s"] = round(time.perf_counter() - start, 1)
     save()
     plot(result, out.with_suffix(".png"))
-    print(json.dumps(result.get("summary", {}), indent=1))
+    print(json.dumps(result.get("summary", {}), indent=1)[:4000])
     if result.get("failed"):
-        raise SystemExit(f"branches failed: {result['failed']} (logs under {work / 'logs'})")
+        raise SystemExit(f"runs failed: {result['failed']} (logs under {work / 'logs'})")
     return result
 
 
-def summarize(result: dict) -> dict:
-    """Mean and spread (half the max-min range) of each metric per branch."""
-    import numpy as np
-
-    out = {}
-    for name, runs in result["branches"].items():
-        out[name] = {"seeds": len(runs)}
-        for key in ("f1", "precision", "recall", "mean_iou", "ap50", "unparseable_fraction", "empty_fraction"):
-            values = np.array([r["metrics"][key] for r in runs], dtype=float)
-            out[name][key] = {"mean": round(float(values.mean()), 4), "spread": round(float((values.max() - values.min()) / 2), 4)}
-        out[name]["wall_s"] = round(float(np.mean([r["wall_s"] for r in runs])), 1)
-    return out
-
-
-def plot(result: dict, path: Path) -> None:
-    """Left: the warm start's test F1; right: each branch's (one line per seed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (warm_ax, ax) = plt.subplots(1, 2, figsize=(10, 4))
-    if result.get("warm_start", {}).get("curve"):
-        warm_ax.plot(*zip(*result["warm_start"]["curve"]), color="k")
-    warm_ax.set(xlabel="warm-start steps (plain SFT)", ylabel="test F1@0.5", title="warm start")
-    start = result.get("warm_start", {}).get("f1")
-    for i, (name, runs) in enumerate(result["branches"].items()):
-        for j, r in enumerate(runs):
-            points = ([(0, start)] if start is not None else []) + [tuple(p) for p in r["curve"]]
-            ax.plot(*zip(*points), label=name if j == 0 else None, color=f"C{i}", linestyle="-" if j == 0 else "--")
-    ax.set(xlabel="steps after the warm start", ylabel="test F1@0.5", title="branches (one line per seed)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 def main(argv=None) -> int:
-    """The command: run the benchmark (its result is written to ``--out``/``--json``)."""
+    """The command: run the benchmark (its result is written to ``--out``)."""
     run(argv)
     return 0
 

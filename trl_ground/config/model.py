@@ -30,6 +30,9 @@ class ModelArguments:
             Start from this trained LoRA adapter directory (e.g. an SFT run's ``final/``).
         attn_implementation (`str`, defaults to `"sdpa"`):
             Attention kernel: ``sdpa``, ``eager`` or ``flash_attention_2``.
+        packed_vision_attention (`bool`, defaults to `True`):
+            With ``sdpa``: one attention call per vision block for a batch of equal-size
+            images instead of one per image (:mod:`trl_ground.vision_attention`).
         build_tiny_model (`bool`, defaults to `False`):
             Demo: if ``model`` is a missing directory, build the tiny offline Qwen3-VL there.
     """
@@ -46,6 +49,7 @@ class ModelArguments:
     finetune_mlp_modules: bool = field(default=True, metadata={"help": "LoRA on the MLP (gate/up/down)."})
     adapter: str | None = field(default=None, metadata={"help": "Start from this trained LoRA adapter directory."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel (sdpa, eager, flash_attention_2)."})
+    packed_vision_attention: bool = field(default=True, metadata={"help": "One vision attention call per block for equal-size images."})
     build_tiny_model: bool = field(default=False, metadata={"help": "Demo: if `model` is missing, build the tiny offline Qwen3-VL there."})
 
     def __post_init__(self):
