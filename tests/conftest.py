@@ -35,3 +35,16 @@ def real_processor_dir():
     if not (REAL_PROCESSOR / "tokenizer.json").exists():
         pytest.skip(f"real Qwen3-VL processor files not found at {REAL_PROCESSOR}")
     return REAL_PROCESSOR
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skipped (with the reason) where there is none; run
+    them on the GPU machine with ``pytest -m gpu``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run `pytest -m gpu` on the GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -193,7 +193,7 @@ def _common_argv(model, data: Path, out: Path, s: LearningBenchSettings, seed: i
         "--output-dir", str(out), "--batch-size", str(batch), "--gradient-accumulation-steps", "1",
         "--logging-steps", "10", "--save-strategy", "no", "--report-to", "none", "--seed", str(seed),
         "--gradient-checkpointing", "false", "--no-use-lora", "--no-load-in-4bit", "--max-grad-norm", "1.0",
-        "--dataloader-num-workers", str(workers), "--eval-strategy", "no",
+        "--dataloader-num-workers", str(workers), "--eval-strategy", "no", "--disable-tqdm", "true",
     ] + (["--dataloader-persistent-workers", "true", "--dataloader-prefetch-factor", "4"] if workers else [])
 
 
@@ -476,10 +476,16 @@ def _stats(values: list[float]) -> dict:
     return {"mean": round(float(v.mean()), 4), "std": round(float(v.std(ddof=1)) if v.size > 1 else 0.0, 4)}
 
 
-def _value_at_step(curve: list[dict], step: float) -> float | None:
-    """The last validation F1 measured at or before ``step`` (None if none)."""
-    points = [p for p in curve if p["step"] <= step + 1e-9]
-    return points[-1]["val_f1"] if points else None
+def _value_at_step(curve: list[dict], step: float, start: float | None) -> float | None:
+    """Validation F1 at ``step``, linearly interpolated on the curve whose step 0 is the warm
+    start's ``start`` (None when the curve does not reach ``step``)."""
+    import numpy as np
+
+    points = ([(0, start)] if start is not None else []) + [(p["step"], p["val_f1"]) for p in curve]
+    if not points or step > points[-1][0] + 1e-9 or step < points[0][0]:
+        return None
+    xs, ys = zip(*points)
+    return round(float(np.interp(step, xs, ys)), 4)
 
 
 def summarize(result: dict) -> dict:
@@ -498,6 +504,8 @@ def summarize(result: dict) -> dict:
             row["f1_minus_sft"] = round(diff, 4)
             row["exceeds_sft_noise"] = bool(noise is not None and abs(diff) > noise)
     per_step = result.get("seconds_per_step_alone") or {}
+    warm_curve = result.get("warm_start", {}).get("curve") or []
+    start = warm_curve[-1]["val_f1"] if warm_curve else None
     if "sft" in result["branches"] and per_step.get("sft"):
         budget = per_step["sft"] * result["settings"]["branch_steps"]
         for name, runs in result["branches"].items():
@@ -505,7 +513,7 @@ def summarize(result: dict) -> dict:
             if per_step.get(base):
                 # the step this branch reaches in SFT's time, on its own validation curve
                 steps_in_budget = budget / per_step[base]
-                at = [_value_at_step(r["curve"], steps_in_budget) for r in runs]
+                at = [_value_at_step(r["curve"], steps_in_budget, start) for r in runs]
                 out[name]["equal_wall_clock"] = {"seconds": round(budget, 1), "steps": round(steps_in_budget, 1), "val_f1": _stats(at)}
     return {"noise_band_f1": noise, "branches": out}
 

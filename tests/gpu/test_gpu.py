@@ -1,0 +1,70 @@
+"""The GPU tier (``pytest -m gpu`` on a CUDA machine; skipped elsewhere): the paths that only
+run on a GPU: the CUDA-graph decode step, the 4-bit load and training step, the packed
+vision attention and the batched positions in bf16 on the device."""
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def trainer(tiny_model_dir, synthetic_data, tmp_path_factory):
+    from ..trl_ground.test_trainer import make_trainer
+
+    return make_trainer(tiny_model_dir, synthetic_data, tmp_path_factory.mktemp("gpu"), "--bf16", "false")
+
+
+def test_static_sampler_with_cuda_graph_equals_generate(trainer):
+    from trl_ground.batches import prompts_from_sft_batch
+    from trl_ground.generation import sample_answers
+    from trl_ground.static_sampler import StaticSampler
+
+    model = trainer.model.to("cuda").float()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    tok = trainer.processing_class.tokenizer
+    prompts = prompts_from_sft_batch(batch, tok.pad_token_id)
+    sampler = StaticSampler(bucket=16)
+    ref = sample_answers(model, prompts, tok, k=2, max_new_tokens=24, do_sample=False)
+    fast = sampler.sample(model, prompts, tok, k=2, max_new_tokens=24, do_sample=False)
+    assert all(state.graph is not None for state in sampler._states.values())  # the decode step was replayed from a graph
+    assert torch.equal(fast.completion_ids, ref.completion_ids)
+    torch.manual_seed(3)
+    a = sampler.sample(model, prompts, tok, k=2, temperature=0.8, max_new_tokens=16)
+    torch.manual_seed(3)
+    b = sample_answers(model, prompts, tok, k=2, temperature=0.8, max_new_tokens=16)
+    assert torch.equal(a.completion_ids, b.completion_ids)  # sampling: same arithmetic as generate
+
+
+def test_qlora_trains_a_step_and_saves(tiny_model_dir, synthetic_data, tmp_path):
+    from trl_ground.config import parse_args
+    from trl_ground.train import run_sft
+
+    from ..conftest import REPO
+
+    train, test, root = synthetic_data
+    trainer = run_sft(*parse_args([
+        "--config", str(REPO / "configs/demo.yaml"), "--model", str(tiny_model_dir), "--build-tiny-model", "false",
+        "--train-json", str(train), "--eval-json", str(test), "--img-root", str(root), "--make-synthetic-data", "0", "--eval-strategy", "no",
+        "--output-dir", str(tmp_path), "--load-in-4bit", "true", "--bf16", "true", "--max-steps", "2",
+    ]))
+    assert any(type(m).__name__ == "Linear4bit" for m in trainer.model.modules())
+    assert (tmp_path / "final" / "adapter_model.safetensors").exists() and (tmp_path / "final_merged" / "model.safetensors").exists()
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in trainer.state.log_history if "loss" in r)
+
+
+def test_packed_vision_attention_and_positions_in_bf16_on_the_gpu(tiny_model_dir):
+    from transformers import AutoModelForImageTextToText
+
+    from trl_ground.vision_attention import use_packed_vision_attention
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).cuda().eval()
+    cfg = model.config.vision_config
+    grid = torch.tensor([[1, 8, 8]] * 6, device="cuda")
+    pixels = torch.randn(int(grid.prod(-1).sum()), cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size**2,
+                         device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        ref = model.model.visual(pixels, grid_thw=grid).pooler_output.float()
+        assert use_packed_vision_attention(model)
+        out = model.model.visual(pixels, grid_thw=grid).pooler_output.float()
+    assert (out - ref).norm() / ref.norm() < 1e-2  # bf16: two attention kernels, same maths
