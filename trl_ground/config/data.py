@@ -52,6 +52,9 @@ class DataArguments:
 
         > Images
 
+        image_check (`bool`, defaults to `True`):
+            Open every image (train and eval) before training; off for huge trusted sets (only
+            existence is checked then; the README's "Your data" gives the time per 1,000 images).
         max_pixels (`int`, defaults to `200704` = 448 x 448), min_pixels (`int`, defaults to `1024`):
             Images are resized (sides multiples of 32) to an area within these bounds.
 
@@ -82,6 +85,10 @@ class DataArguments:
         default=DEFAULT_REFERRING_QUERY, metadata={"help": "Referring query; {description} and {class} are replaced."}
     )
     example_seed: int = field(default=0, metadata={"help": "Seed for negative-class sampling and synthetic data."})
+    image_check: bool = field(
+        default=True,
+        metadata={"help": "Open every image before training; off for huge trusted sets (see the README for the time per 1,000 images)."},
+    )
     max_pixels: int = field(default=448 * 448, metadata={"help": "Images are resized to at most this many pixels."})
     min_pixels: int = field(default=32 * 32, metadata={"help": "... and at least this many."})
     make_synthetic_data: int = field(

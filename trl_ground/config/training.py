@@ -17,6 +17,10 @@ __all__ = ["GRADIENT_MODES", "SAMPLERS", "GroundingGRPOConfig", "GroundingSFTCon
 
 GRADIENT_MODES = ("policy_gradient", "none")
 SAMPLERS = ("static", "generate")
+OVERWRITE_HELP = (
+    "Train into an output_dir that holds another run's checkpoints or final models, removing them first "
+    "(without it such a directory is refused, unless resuming)."
+)
 
 
 def _resolve_bf16(config) -> None:
@@ -71,6 +75,12 @@ class GroundingSFTConfig(SFTConfig):
         fuse_logprob_pass (`bool`, defaults to `True`):
             Score the sampled answers in the same forward pass as the SFT rows.
 
+        > Outputs
+
+        overwrite_output_dir (`bool`, defaults to `False`):
+            Train into an ``output_dir`` that holds another run's ``checkpoint-N`` / ``final/``,
+            removing them first (Transformers 5 dropped this field; here it is back).
+
         > Parameters that differ from `SFTConfig`
 
         max_length (`int` or `None`, defaults to `2048`), remove_unused_columns (`bool`,
@@ -97,6 +107,7 @@ class GroundingSFTConfig(SFTConfig):
         default=True, metadata={"help": "Score the sampled answers in the same forward pass as the SFT rows."}
     )
     output_dir: str | None = field(default="runs/sft_ground", metadata={"help": "Where checkpoints and final models go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
     max_length: int | None = field(default=2048, metadata={"help": "Maximum tokens per example (prompt + answer)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False (the scores read gt_boxes/class)."})
 
@@ -126,6 +137,8 @@ class GroundingGRPOConfig(GRPOConfig):
     Parameters:
         rewards (`list[str]`, defaults to `["grounding", "format"]`):
             Reward functions by name (``rewards.grpo.REWARDS``), weighted by ``reward_weights``.
+        overwrite_output_dir (`bool`, defaults to `False`):
+            As in :class:`GroundingSFTConfig`.
 
         > Parameters that differ from `GRPOConfig`
 
@@ -139,6 +152,7 @@ class GroundingGRPOConfig(GRPOConfig):
         metadata={"help": f"Reward functions by name, among {sorted(REWARDS)} (weights: reward_weights)."},
     )
     output_dir: str | None = field(default="runs/grpo_ground", metadata={"help": "Where checkpoints and final models go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
     num_generations: int | None = field(default=4, metadata={"help": "Answers sampled per prompt (the group)."})
     max_completion_length: int | None = field(
         default=256, metadata={"help": "Token limit of an answer: ~25 tokens per box; truncated answers score their complete boxes."}
