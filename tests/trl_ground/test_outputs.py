@@ -282,7 +282,22 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_leaves_no_partial_checkpo
 
 # --- whole runs through the commands -------------------------------------------------------------
 
-def test_rerun_is_refused_and_resume_true_continues(tiny_model_dir, synthetic_data, tmp_path, capsys):
+def record_resumes(monkeypatch) -> list[str]:
+    """The checkpoints the Trainer (SFT's and GRPO's) loads weights from, in order."""
+    from transformers import Trainer
+
+    loaded, real = [], Trainer._load_from_checkpoint
+
+    def spy(self, resume_from_checkpoint, *args, **kwargs):
+        loaded.append(resume_from_checkpoint)
+        return real(self, resume_from_checkpoint, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_load_from_checkpoint", spy)
+    return loaded
+
+
+def test_rerun_is_refused_and_resume_true_continues(tiny_model_dir, synthetic_data, tmp_path, capsys, monkeypatch):
+    loaded = record_resumes(monkeypatch)
     out = tmp_path / "run"
     argv = sft_argv(tiny_model_dir, synthetic_data, out, "--max-steps", "1", "--save-steps", "1")
     assert sft_main(argv) == 0
@@ -292,12 +307,14 @@ def test_rerun_is_refused_and_resume_true_continues(tiny_model_dir, synthetic_da
     assert (out / "final" / "adapter_model.safetensors").read_bytes() == final
 
     assert sft_main([*argv, "--max-steps", "2", "--resume-from-checkpoint", "true"]) == 0
+    assert loaded == [str(out / "checkpoint-1")]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and [r["step"] for r in state["log_history"] if "lm_loss" in r] == [1, 2]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
 
 
-def test_grpo_resume_true_continues(tiny_model_dir, synthetic_data, tmp_path):
+def test_grpo_resume_true_continues(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
+    loaded = record_resumes(monkeypatch)
     train, _, root = synthetic_data
     out = tmp_path / "grpo"
     argv = [
@@ -308,6 +325,7 @@ def test_grpo_resume_true_continues(tiny_model_dir, synthetic_data, tmp_path):
     ]
     assert grpo_main(argv) == 0
     assert grpo_main([*argv, "--max-steps", "2", "--resume-from-checkpoint", "True"]) == 0
+    assert loaded == [str(out / "checkpoint-1")]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and (out / "checkpoint-2").is_dir()
 

@@ -17,6 +17,7 @@ __all__ = ["GRADIENT_MODES", "SAMPLERS", "GroundingGRPOConfig", "GroundingSFTCon
 
 GRADIENT_MODES = ("policy_gradient", "none")
 SAMPLERS = ("static", "generate")
+RESUME_HELP = "Continue a run: a checkpoint-N directory, or 'true' / 'latest' for the latest one of output_dir."
 OVERWRITE_HELP = (
     "Train into an output_dir that holds another run's checkpoints or final models, removing them first "
     "(without it such a directory is refused, unless resuming)."
@@ -80,6 +81,9 @@ class GroundingSFTConfig(SFTConfig):
         overwrite_output_dir (`bool`, defaults to `False`):
             Train into an ``output_dir`` that holds another run's ``checkpoint-N`` / ``final/``,
             removing them first (Transformers 5 dropped this field; here it is back).
+        resume_from_checkpoint (`str` or `None`, defaults to `None`):
+            Continue a run from a ``checkpoint-N`` directory; ``true`` / ``latest``: the latest
+            one of ``output_dir``.
 
         > Parameters that differ from `SFTConfig`
 
@@ -108,6 +112,7 @@ class GroundingSFTConfig(SFTConfig):
     )
     output_dir: str | None = field(default="runs/sft_ground", metadata={"help": "Where checkpoints and final models go."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": RESUME_HELP})
     max_length: int | None = field(default=2048, metadata={"help": "Maximum tokens per example (prompt + answer)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False (the scores read gt_boxes/class)."})
 
@@ -137,8 +142,8 @@ class GroundingGRPOConfig(GRPOConfig):
     Parameters:
         rewards (`list[str]`, defaults to `["grounding", "format"]`):
             Reward functions by name (``rewards.grpo.REWARDS``), weighted by ``reward_weights``.
-        overwrite_output_dir (`bool`, defaults to `False`):
-            As in :class:`GroundingSFTConfig`.
+        overwrite_output_dir (`bool`, defaults to `False`), resume_from_checkpoint (`str` or
+            `None`, defaults to `None`): as in :class:`GroundingSFTConfig`.
 
         > Parameters that differ from `GRPOConfig`
 
@@ -153,6 +158,7 @@ class GroundingGRPOConfig(GRPOConfig):
     )
     output_dir: str | None = field(default="runs/grpo_ground", metadata={"help": "Where checkpoints and final models go."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": RESUME_HELP})
     num_generations: int | None = field(default=4, metadata={"help": "Answers sampled per prompt (the group)."})
     max_completion_length: int | None = field(
         default=256, metadata={"help": "Token limit of an answer: ~25 tokens per box; truncated answers score their complete boxes."}
