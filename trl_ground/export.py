@@ -1,6 +1,7 @@
 """Final outputs: adapters (or the full model) in ``final/`` and a merged 16-bit model in
 ``final_merged/``. Every directory is written next to its target and renamed into place,
-so it is complete or absent."""
+so it is complete or absent; a save that fails (a full disk: one error naming the file)
+removes its partial copy."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from .run_errors import naming_disk_full
 
 __all__ = ["CheckpointStaging", "atomic_directory", "merge_adapters", "replace_directory", "save_final"]
 
@@ -35,7 +38,8 @@ def atomic_directory(target):
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _fresh_directory(target.parent, f".{target.name}.")
     try:
-        yield tmp
+        with naming_disk_full(tmp):
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -72,11 +76,18 @@ class CheckpointStaging:
     @contextmanager
     def staged(self, run_dir: str, name: str, is_main: bool, barrier):
         """Around one checkpoint save: yields the staged checkpoint's path; ``barrier()``
-        synchronizes the processes before the main one moves the result into place."""
+        synchronizes the processes before the main one moves the result into place. A save
+        that fails (e.g. the disk is full: :class:`~trl_ground.run_errors.NoSpaceError`,
+        naming the file) leaves no partial checkpoint behind."""
         staging = os.path.join(run_dir, self.STAGING)
         self.active = True
         try:
-            yield os.path.join(staging, name)
+            with naming_disk_full(os.path.join(staging, name)):
+                yield os.path.join(staging, name)
+        except BaseException:
+            if is_main:
+                shutil.rmtree(os.path.join(staging, name), ignore_errors=True)
+            raise
         finally:
             self.active = False
         barrier()
@@ -102,10 +113,17 @@ def save_final(trainer, processor, output_dir) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staging))
-    trainer.accelerator.wait_for_everyone()
+    try:
+        with naming_disk_full(staging):
+            trainer.save_model(str(staging))
+            trainer.accelerator.wait_for_everyone()
+            if main:
+                processor.save_pretrained(str(staging))
+    except BaseException:
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     if main:
-        processor.save_pretrained(str(staging))
         replace_directory(staging, target)
     trainer.accelerator.wait_for_everyone()
     return target

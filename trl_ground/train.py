@@ -11,6 +11,8 @@ from .collator import GroundingCollator
 from .data import build_dataset
 from .export import merge_adapters, save_final
 from .modeling import load_model, load_processor
+from .output_dir import prepare_output_dir
+from .run_errors import NothingTrainedError, naming_disk_full
 from .trainer import GroundingSFTTrainer
 
 __all__ = ["build_trainer", "ensure_demo_assets", "finish_run", "load_data_and_model", "run_sft", "run_training"]
@@ -39,15 +41,20 @@ def load_data_and_model(data_args, model_args, config, with_completion: bool = T
     """``(train_dataset, eval_dataset or None, processor, model)`` for a training run."""
     if not data_args.img_root or (not data_args.train_json and data_args.train_format in ("json", "coco")):
         raise ValueError("train_json and img_root are required (--train-json, --img-root)")
-    check = data_args.image_check
     train_ds, records = build_dataset(
-        data_args.train_json, data_args.img_root, data_args, with_completion=with_completion, check_images=check,
+        data_args.train_json,
+        data_args.img_root,
+        data_args,
+        with_completion=with_completion,
+        check_images=data_args.image_check,
         source_format=data_args.train_format,
     )
     classes = sorted({o.cls for r in records for o in r.objects})
     eval_ds = None
     if data_args.eval_json:
-        eval_ds, _ = build_dataset(data_args.eval_json, data_args.img_root, data_args, classes, with_completion, check_images=check)
+        eval_ds, _ = build_dataset(
+            data_args.eval_json, data_args.img_root, data_args, classes, with_completion, check_images=data_args.image_check
+        )
     processor = load_processor(model_args.model, data_args.max_pixels, data_args.min_pixels)
     set_seed(config.seed)  # new LoRA weights are random: the same seed gives the same run
     model = load_model(model_args, gradient_checkpointing=config.gradient_checkpointing)
@@ -75,16 +82,34 @@ def run_sft(data_args, model_args, scoring, config) -> GroundingSFTTrainer:
 
 def run_training(data_args, model_args, scoring, config, build):
     """Build a trainer with ``build(data_args, model_args, scoring, config)``, train, then
-    write ``final/`` and (with LoRA) ``final_merged/`` under ``output_dir``."""
+    write ``final/`` and (with LoRA) ``final_merged/`` under ``output_dir``.
+
+    Before anything loads, :func:`trl_ground.output_dir.prepare_output_dir` checks the output
+    directory (and resolves ``resume_from_checkpoint=True`` to the latest checkpoint).
+
+    Raises:
+        trl_ground.run_errors.OutputError: the output directory or checkpoint cannot be used.
+        trl_ground.run_errors.NoSpaceError: the disk filled up during a save (naming the file).
+        trl_ground.run_errors.NothingTrainedError: the run trained 0 steps (no ``final/``).
+    """
     ensure_demo_assets(data_args, model_args)
+    prepare_output_dir(config, model_args)
     trainer = build(data_args, model_args, scoring, config)
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    finish_run(trainer, model_args, config.output_dir)
+    with naming_disk_full(config.output_dir):
+        trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+        finish_run(trainer, model_args, config.output_dir)
     return trainer
 
 
 def finish_run(trainer, model_args, output_dir) -> None:
-    """After training: ``trainer_state.json``, ``final/`` and (with LoRA) ``final_merged/``."""
+    """After training: ``trainer_state.json``, ``final/`` and (with LoRA) ``final_merged/``;
+    a run that trained 0 steps writes none of them (its model is the untrained one)."""
+    if trainer.state.global_step == 0:
+        args = trainer.args
+        raise NothingTrainedError(
+            f"the run trained 0 steps (max_steps {args.max_steps}, num_train_epochs {args.num_train_epochs}): "
+            f"final/ not written to {output_dir}"
+        )
     trainer.save_state()  # trainer_state.json (the log history) in output_dir
     final = save_final(trainer, trainer.processing_class, output_dir)
     if model_args.use_lora and trainer.accelerator.is_main_process:

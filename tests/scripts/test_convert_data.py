@@ -120,7 +120,7 @@ def test_predict_writes_coco_results(tiny_model_dir, sources, tmp_path):
     (tmp_path / "not_coco.json").write_text("[]")
     code = main(["--model", "no-such-model", "--test-json", str(_converted(sources, tmp_path)), "--out", str(tmp_path / "o3.json"),
                  "--coco-results", str(tmp_path / "c3.json"), "--coco-annotations", str(tmp_path / "not_coco.json")])
-    assert code == 1
+    assert code == 2  # a user mistake, before the model loads
 
 
 def _converted(sources, tmp_path):

@@ -203,3 +203,25 @@ def test_fused_pass_gives_the_same_loss_and_gradients_as_two_passes(tiny_model_d
     torch.testing.assert_close(loss_f, loss_u, rtol=1e-5, atol=1e-6)
     for n, g in grads_u.items():
         torch.testing.assert_close(grads_f[n], g, rtol=1e-4, atol=1e-6)
+
+
+def test_resumed_k1_run_reproduces_the_uninterrupted_losses(tiny_model_dir, synthetic_data, tmp_path):
+    """K = 1 (the shipped qlora / lora16 / full configs): the running baseline is part of the
+    checkpoint, so the steps after a resume have the uninterrupted run's losses."""
+    extra = ("--samples-per-prompt", "1", "--max-steps", "4", "--save-steps", "2", "--logging-steps", "1",
+             "--eval-strategy", "no", "--sample-max-new-tokens", "24")
+    full = make_trainer(tiny_model_dir, synthetic_data, tmp_path / "full", *extra)
+    full.train()
+    state = json.loads((tmp_path / "full" / "checkpoint-2" / trainer_module.GROUNDING_STATE_FILE).read_text())
+    assert state["baseline"]["value"] is not None  # two K = 1 steps have set the baseline
+    resumed = make_trainer(tiny_model_dir, synthetic_data, tmp_path / "resumed", *extra)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
+
+    def logged(trainer):
+        return {r["step"]: r for r in trainer.state.log_history if "lm_loss" in r}
+
+    full_logs, resumed_logs = logged(full), logged(resumed)
+    for step in (3, 4):
+        for key in ("loss", "lm_loss", "grounding_cost"):
+            assert resumed_logs[step][key] == pytest.approx(full_logs[step][key], rel=1e-5, abs=1e-6), (step, key)
+    assert resumed.baseline.value == pytest.approx(full.baseline.value, rel=1e-6)

@@ -33,15 +33,18 @@ def parse_args(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
     ap.add_argument("--max-pixels", type=int, default=448 * 448)
+    ap.add_argument("--system-prompt", help="the training run's system prompt (default: the project's)")
+    ap.add_argument("--query-template", help="the training run's query template, with {class} (default: the project's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the reports as JSON")
     return ap.parse_args(argv)
 
 
-def sample_texts(model, processor, items, k: int, temperature: float, max_new_tokens: int, batch_size: int, max_pixels: int) -> list[str]:
+def sample_texts(
+    model, processor, items, k: int, temperature: float, max_new_tokens: int, batch_size: int, max_pixels: int, system_prompt: str
+) -> list[str]:
     """``len(items) * k`` sampled answers, the K of an item consecutive."""
     from trl_ground.data import ImageLoader
-    from trl_ground.prompts import DEFAULT_SYSTEM_PROMPT
     from trl_ground.predict import prompt_batch
     from trl_ground.generation import sample_answers
 
@@ -50,7 +53,7 @@ def sample_texts(model, processor, items, k: int, temperature: float, max_new_to
     texts = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        prompts = prompt_batch(processor, chunk, [loader.load(i.image_path) for i in chunk], DEFAULT_SYSTEM_PROMPT, device)
+        prompts = prompt_batch(processor, chunk, [loader.load(i.image_path) for i in chunk], system_prompt, device)
         texts += sample_answers(model, prompts, processor.tokenizer, k=k, temperature=temperature, max_new_tokens=max_new_tokens).texts
     return texts
 
@@ -69,12 +72,16 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     root = args.img_root or str(Path(args.test_json).parent)
     records, _ = load_records(args.test_json, root)
-    rows = build_examples(records, DataArguments(add_negatives=args.add_negatives))[: args.limit]
+    words = {k: v for k, v in (("system_prompt", args.system_prompt), ("query_template", args.query_template)) if v}
+    data_args = DataArguments(add_negatives=args.add_negatives, **words)
+    rows = build_examples(records, data_args)[: args.limit]
     items, gts = items_from_examples(rows), [r["gt_boxes"] for r in rows]
     model, processor = load_for_inference(args.model, args.adapter)
     reports = []
     for temperature in args.temperature:
-        texts = sample_texts(model, processor, items, args.k, temperature, args.max_new_tokens, args.batch_size, args.max_pixels)
+        texts = sample_texts(
+            model, processor, items, args.k, temperature, args.max_new_tokens, args.batch_size, args.max_pixels, data_args.system_prompt
+        )
         for name, settings in DEFAULT_VARIANTS.items():
             reports.append({"temperature": temperature, "k": args.k, **signal_report(texts, gts, args.k, settings, name)})
     _print_table(reports)

@@ -1,11 +1,12 @@
-"""What every command shares: warnings of the library as ``warning: ...`` lines on stderr."""
+"""What every command shares: warnings of the library as ``warning: ...`` lines on stderr, and
+the training commands' run with its failures as one ``error: ...`` line."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-__all__ = ["show_warnings"]
+__all__ = ["run_reporting_errors", "show_warnings"]
 
 
 class _WarningLines(logging.StreamHandler):
@@ -32,3 +33,25 @@ def show_warnings() -> None:
         log.addHandler(_WarningLines())
     if log.getEffectiveLevel() > logging.WARNING:
         log.setLevel(logging.WARNING)
+
+
+def run_reporting_errors(run, *args) -> int:
+    """``run(*args)``, returning the exit status: 0; 2 when the output directory or the
+    checkpoint to resume from cannot be used (found before the model loads); 1 for a disk
+    that filled up during a save or a file that cannot be read. Those failures are one
+    ``error: ...`` line (:func:`trl_ground.run_errors.describe`); any other error keeps its
+    traceback. The library's warnings are ``warning: ...`` lines (:func:`show_warnings`)."""
+    from trl_ground.run_errors import OutputError, describe
+
+    show_warnings()
+    try:
+        run(*args)
+    except Exception as err:
+        message = describe(err)
+        if message is None:
+            raise
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # end the line of an interrupted progress bar
+        print(f"error: {message}", file=sys.stderr)
+        return 2 if isinstance(err, OutputError) else 1
+    return 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from .common import run_reporting_errors
+
 
 def main(argv=None) -> int:
     from trl_ground.config import parse_args
@@ -21,8 +23,7 @@ def main(argv=None) -> int:
         return 2
     from trl_ground.train import run_sft
 
-    run_sft(data_args, model_args, scoring, config)
-    return 0
+    return run_reporting_errors(run_sft, data_args, model_args, scoring, config)
 
 
 if __name__ == "__main__":

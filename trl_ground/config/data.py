@@ -35,10 +35,6 @@ class DataArguments:
             Optional evaluation JSON, same format and image root.
         on_bad_record (`str`, defaults to `"error"`):
             ``"error"``: stop at the first bad record; ``"skip"``: skip bad records and log them.
-        image_check (`bool`, defaults to `True`):
-            Open every image before training (corrupt, truncated, oversized images are bad
-            records); off for huge trusted sets (the README states the time per 1,000 images).
-
         > Prompts
 
         prompt_mode (`str`, defaults to `"primary"`):
@@ -55,6 +51,9 @@ class DataArguments:
 
         > Images
 
+        image_check (`bool`, defaults to `True`):
+            Open every image (train and eval) before training; off for huge trusted sets (only
+            existence is checked then; the README's "Your data" gives the time per 1,000 images).
         max_pixels (`int`, defaults to `200704` = 448 x 448), min_pixels (`int`, defaults to `1024`):
             Images are resized (sides multiples of 32) to an area within these bounds.
 
@@ -74,7 +73,6 @@ class DataArguments:
     img_root: str | None = field(default=None, metadata={"help": "Directory that image paths are relative to."})
     eval_json: str | None = field(default=None, metadata={"help": "Optional evaluation JSON (same image root)."})
     on_bad_record: str = field(default="error", metadata={"help": f"One of {BAD_RECORD_POLICIES}: stop at or skip bad records."})
-    image_check: bool = field(default=True, metadata={"help": "Open every image before training; off for huge trusted sets."})
     prompt_mode: str = field(default="primary", metadata={"help": f"One of {PROMPT_MODES}."})
     add_negatives: bool = field(default=False, metadata={"help": "Add one query per image for an absent class (target [])."})
     negative_fraction: float = field(
@@ -86,6 +84,10 @@ class DataArguments:
         default=DEFAULT_REFERRING_QUERY, metadata={"help": "Referring query; {description} and {class} are replaced."}
     )
     example_seed: int = field(default=0, metadata={"help": "Seed for negative-class sampling and synthetic data."})
+    image_check: bool = field(
+        default=True,
+        metadata={"help": "Open every image before training; off for huge trusted sets (see the README for the time per 1,000 images)."},
+    )
     max_pixels: int = field(default=448 * 448, metadata={"help": "Images are resized to at most this many pixels."})
     min_pixels: int = field(default=32 * 32, metadata={"help": "... and at least this many."})
     make_synthetic_data: int = field(

@@ -75,15 +75,32 @@ class GroundingParser(TrlParser):
         return remaining
 
 
+# How users of Hugging Face scripts write "resume from the latest checkpoint" (and "don't").
+RESUME_LATEST = ("true", "latest")
+RESUME_NONE = ("false", "none", "")
+
+
 def finalize_args(data_args: DataArguments, model_args: ModelArguments, scoring: ScoringSettings, config) -> None:
     """The one validation step across argument groups (each group checks its own fields in
-    ``__post_init__``): fills the learning rate the reference script would use."""
+    ``__post_init__``): fills the learning rate the reference script would use, checks the
+    length of the run and reads ``resume_from_checkpoint`` (``true`` / ``latest``: ``True``,
+    the latest checkpoint of ``output_dir``). What needs the file system (the output
+    directory, the checkpoint) is checked by :func:`trl_ground.output_dir.prepare_output_dir`."""
     if config.learning_rate is None:
         config.learning_rate = LORA_LEARNING_RATE if model_args.use_lora else FULL_LEARNING_RATE
     if config.learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {config.learning_rate}")
     if config.per_device_train_batch_size < 1:
         raise ValueError(f"per_device_train_batch_size must be >= 1, got {config.per_device_train_batch_size}")
+    if config.max_steps == 0 or config.max_steps < -1:
+        raise ValueError(f"max_steps must be > 0, or -1 to train for num_train_epochs; got {config.max_steps}")
+    if config.max_steps == -1 and config.num_train_epochs <= 0:
+        raise ValueError(f"num_train_epochs (--epochs) must be > 0 when max_steps is -1, got {config.num_train_epochs}")
+    if config.save_steps <= 0:
+        raise ValueError(f"save_steps must be > 0 (a step count, or a fraction of the run below 1), got {config.save_steps}")
+    resume = config.resume_from_checkpoint
+    if isinstance(resume, str) and resume.strip().lower() in RESUME_LATEST + RESUME_NONE:
+        config.resume_from_checkpoint = True if resume.strip().lower() in RESUME_LATEST else None
 
 
 def parse_args(argv=None, config_class=None):

@@ -18,6 +18,11 @@ __all__ = ["CREDITS", "GRADIENT_MODES", "SAMPLERS", "GroundingGRPOConfig", "Grou
 GRADIENT_MODES = ("policy_gradient", "none")
 CREDITS = ("box", "sequence")
 SAMPLERS = ("static", "generate")
+RESUME_HELP = "Continue a run: a checkpoint-N directory, or 'true' / 'latest' for the latest one of output_dir."
+OVERWRITE_HELP = (
+    "Train into an output_dir that holds another run's checkpoints or final models, removing them first "
+    "(without it such a directory is refused, unless resuming)."
+)
 
 
 def _resolve_bf16(config) -> None:
@@ -79,6 +84,15 @@ class GroundingSFTConfig(SFTConfig):
         fuse_logprob_pass (`bool`, defaults to `True`):
             Score the sampled answers in the same forward pass as the SFT rows.
 
+        > Outputs
+
+        overwrite_output_dir (`bool`, defaults to `False`):
+            Train into an ``output_dir`` that holds another run's ``checkpoint-N`` / ``final/``,
+            removing them first (Transformers 5 dropped this field; here it is back).
+        resume_from_checkpoint (`str` or `None`, defaults to `None`):
+            Continue a run from a ``checkpoint-N`` directory; ``true`` / ``latest``: the latest
+            one of ``output_dir``.
+
         > Parameters that differ from `SFTConfig`
 
         max_length (`int` or `None`, defaults to `2048`), remove_unused_columns (`bool`,
@@ -106,6 +120,8 @@ class GroundingSFTConfig(SFTConfig):
         default=True, metadata={"help": "Score the sampled answers in the same forward pass as the SFT rows."}
     )
     output_dir: str | None = field(default="runs/sft_ground", metadata={"help": "Where checkpoints and final models go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": RESUME_HELP})
     max_length: int | None = field(default=2048, metadata={"help": "Maximum tokens per example (prompt + answer)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False (the scores read gt_boxes/class)."})
 
@@ -137,6 +153,8 @@ class GroundingGRPOConfig(GRPOConfig):
     Parameters:
         rewards (`list[str]`, defaults to `["grounding", "format"]`):
             Reward functions by name (``rewards.grpo.REWARDS``), weighted by ``reward_weights``.
+        overwrite_output_dir (`bool`, defaults to `False`), resume_from_checkpoint (`str` or
+            `None`, defaults to `None`): as in :class:`GroundingSFTConfig`.
 
         > Parameters that differ from `GRPOConfig`
 
@@ -150,6 +168,8 @@ class GroundingGRPOConfig(GRPOConfig):
         metadata={"help": f"Reward functions by name, among {sorted(REWARDS)} (weights: reward_weights)."},
     )
     output_dir: str | None = field(default="runs/grpo_ground", metadata={"help": "Where checkpoints and final models go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": RESUME_HELP})
     num_generations: int | None = field(default=4, metadata={"help": "Answers sampled per prompt (the group)."})
     max_completion_length: int | None = field(
         default=256, metadata={"help": "Token limit of an answer: ~25 tokens per box; truncated answers score their complete boxes."}
