@@ -21,13 +21,13 @@ flagged per entry (:attr:`Prediction.out_of_range`) and reported by the evaluati
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .json_files import read_json
 from .records import BOX_TOLERANCE
 
 __all__ = ["ENTRY_MODES", "Prediction", "PredictionFile", "read_predictions"]
@@ -178,18 +178,7 @@ def read_predictions(path) -> PredictionFile:
         evaluation decides that it is an error.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: predictions file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    if not text.strip():
-        raise ValueError(f"{path}: the predictions file is empty")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    data = read_json(path, "predictions file")
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of predictions, got a {type(data).__name__}")
     if data and isinstance(data[0], dict) and "objects" in data[0]:

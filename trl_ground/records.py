@@ -17,7 +17,6 @@ logged).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import check_image
+from .json_files import read_json
 
 __all__ = ["BOX_TOLERANCE", "GroundingObject", "GroundingRecord", "load_records", "validate_records"]
 
@@ -156,20 +156,7 @@ def _parse_record(rec, root: Path, path: Path, index: int, check_exists: bool, c
 
 
 def _read_json_list(path: Path) -> list:
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is allowed
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"{path}: not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r}); "
-            "JSON must be UTF-8: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        hint = " (the file looks truncated)" if err.pos >= len(text.rstrip()) else ""
-        raise ValueError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}{hint}") from None
+    data = read_json(path)
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of records, got a {type(data).__name__}")
     return data

@@ -76,7 +76,7 @@ def test_malformed_input_is_one_line_and_exit_1(sources, tmp_path, capsys):
         (["--from", "yolo", "--images", "x", "--labels", "y", "--classes", "c", "--keep-crowd", "--out", "o.json"],
          "error: --keep-crowd does not apply to --from yolo"),
         (["--from", "voc", "--out", "o.json"], "error: argument --from: invalid choice: 'voc'"),
-        (["--from", "coco", "--annotations", "missing.json", "--img-root", ".", "--out", "o.json"], "error: missing.json: file not found"),
+        (["--from", "coco", "--annotations", "missing.json", "--img-root", ".", "--out", "o.json"], "error: missing.json: COCO file not found"),
         (["--from", "hf", "--dataset", "nope", "--img-root", ".", "--out", "o.json"], "error: nope: not a saved dataset directory"),
     ],
 )

@@ -9,9 +9,9 @@ the object carries ``"iscrowd": true``). ``obj_id`` is the annotation id.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ..json_files import read_json
 from .base import BadAnnotation, ConversionSummary, check_size, convert_each, finite_numbers, image_size, pixel_box, record
 
 __all__ = ["from_coco", "read_coco"]
@@ -20,13 +20,7 @@ __all__ = ["from_coco", "read_coco"]
 def read_coco(path) -> dict:
     """The COCO file as a dict with ``images``, ``annotations`` and ``categories`` lists."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    data = read_json(path, "COCO file")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a COCO object with 'images', 'annotations' and 'categories', got a {type(data).__name__}")
     for key in ("images", "categories"):
