@@ -18,9 +18,9 @@ little. The dense score fixes both:
 
 On a prompt with boxes (``M > 0``) the empty answer scores 0 and any answer with a box scores
 more (every pair quality is positive); on a prompt without boxes ``[]`` scores 1 and any
-box 0. Why the soft F1 rather than ``/ max(N, M)``: with ``max(N, M)``, extra boxes are free
-while ``N < M``, so spraying ``M`` guesses pays (measured with ``trl-ground-check-signal``,
-see BENCHMARKS.md).
+box 0. Why the soft F1 rather than ``/ max(N, M)``: both give the same learning signal on
+the learning benchmark's warm start (``trl-ground-check-signal``, BENCHMARKS.md), but with
+``max(N, M)`` extra boxes are free while ``N < M``, so spraying ``M`` guesses pays.
 """
 
 from __future__ import annotations
