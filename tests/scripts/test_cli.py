@@ -105,3 +105,14 @@ def test_learning_benchmark_branches_are_the_flags_they_claim():
         s.override(["no_such=1"])
     with pytest.raises(ValueError, match="unknown branches"):
         s.override(['branches=["sft", "magic"]'])
+
+
+@pytest.mark.slow
+def test_step_benchmark_modes_for_16_bit_lora_and_crowded_answers(tmp_path):
+    out = tmp_path / "step.json"
+    r = run("scripts/bench_step.py", "--smoke", "--lora16", "--answer-boxes", "6", "--skip-naive", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["answer_boxes"] == 6 and settings["quantization"].startswith("none")
+    # six boxes of JSON, label included: the sampled answers are as long as the targets
+    assert settings["new_tokens_forced"] > 6 * 20

@@ -78,17 +78,32 @@ def build_random_checkpoint(config_json: Path, out_dir: Path) -> None:
     torch.cuda.empty_cache()
 
 
-def build_dataset_for_bench(batch: int, image_size: int, seed: int = 0):
+def build_dataset_for_bench(batch: int, image_size: int, seed: int = 0, answer_boxes: int | None = None):
     """Synthetic scenes of ``image_size`` px through the project's data pipeline; the first
-    ``batch`` examples with at least one box."""
+    ``batch`` examples with at least one box. With ``answer_boxes``, every target answer
+    (and ground truth) holds that many boxes instead: a crowded scene's answer length."""
+    import numpy as np
+    from datasets import Dataset
+
+    from rewards import to_qwen_answer
     from trl_ground.config import DataArguments
-    from trl_ground.data import build_dataset
+    from trl_ground.data import ImageLoader, build_examples
+    from trl_ground.records import load_records
     from trl_ground.synthetic import make_synthetic_dataset
 
     train, _, root = make_synthetic_dataset(Path(tempfile.mkdtemp()), n=batch * 3, seed=seed, test_fraction=0.0, size=image_size, max_objects=6)
-    dataset, _ = build_dataset(train, root, DataArguments(max_pixels=image_size * image_size))
-    keep = [i for i in range(len(dataset)) if dataset[i]["gt_boxes"]][:batch]
-    return dataset.select(keep)
+    args = DataArguments(max_pixels=image_size * image_size)
+    rows = [r for r in build_examples(load_records(train, root)[0], args) if r["gt_boxes"]][:batch]
+    if answer_boxes:
+        rng = np.random.default_rng(seed)
+        for row in rows:
+            corner = rng.uniform(0, 0.9, size=(answer_boxes, 2))
+            boxes = np.concatenate([corner, corner + rng.uniform(0.02, 0.1, size=(answer_boxes, 2))], axis=1)
+            row["gt_boxes"] = boxes.tolist()
+            row["completion"] = [{"role": "assistant", "content": to_qwen_answer(boxes, row["class"])}]
+    dataset = Dataset.from_list(rows)
+    dataset.set_transform(ImageLoader(args.min_pixels, args.max_pixels))
+    return dataset
 
 
 def run(argv=None) -> dict:
@@ -103,6 +118,8 @@ def run(argv=None) -> dict:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--naive-reps", type=int, default=2)
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--lora16", action="store_true", help="16-bit LoRA: a bf16 base instead of NF4")
+    ap.add_argument("--answer-boxes", type=int, help="crowded scenes: target answers of this many boxes, and as many tokens sampled")
     ap.add_argument("--out", default="benchmarks/step_8b_h200.json")
     ap.add_argument("--smoke", action="store_true", help="CPU check of the script itself: tiny model, no 4-bit, 1 rep")
     args = ap.parse_args(argv)
@@ -138,7 +155,8 @@ def run(argv=None) -> dict:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "settings": {
-            "config": config_json.name, "quantization": "nf4 double-quant, bf16 compute", "lora_r": args.lora_r,
+            "config": config_json.name, "quantization": "none (bf16 base, 16-bit LoRA)" if args.lora16 else "nf4 double-quant, bf16 compute",
+            "lora_r": args.lora_r, "answer_boxes": args.answer_boxes,
             "lora_targets": "language attention q/k/v/o + MLP gate/up/down", "batch": args.batch,
             "image_px": args.image_size, "new_tokens_forced": args.new_tokens, "reps": args.reps, "warmup": args.warmup,
             "gradient_checkpointing": True, "optimizer": "adamw_torch (TRL default)",
@@ -156,13 +174,18 @@ def run(argv=None) -> dict:
     processor = load_processor(str(processor_dir), args.image_size**2)
     processor.save_pretrained(ckpt)
     model_args = ModelArguments(
-        model=str(ckpt), load_in_4bit=not args.smoke, lora_r=args.lora_r, lora_alpha=args.lora_r, finetune_attention_modules=True, finetune_mlp_modules=True
+        model=str(ckpt), load_in_4bit=not (args.smoke or args.lora16), lora_r=args.lora_r, lora_alpha=args.lora_r,
+        finetune_attention_modules=True, finetune_mlp_modules=True,
     )
-    model = load_model(model_args, gradient_checkpointing=True)
+    device_map = {"": 0} if torch.cuda.is_available() else None
+    model = load_model(model_args, gradient_checkpointing=True, device_map=device_map)
     result["setup_s"] = round(time.perf_counter() - t0, 1)
-    dataset = build_dataset_for_bench(args.batch, args.image_size)
+    dataset = build_dataset_for_bench(args.batch, args.image_size, answer_boxes=args.answer_boxes)
     collator = GroundingCollator(processor)
     batch = collator([dataset[i] for i in range(len(dataset))])
+    if args.answer_boxes:  # sample as many tokens as the target answers hold
+        args.new_tokens = int((batch["labels"] != -100).sum(dim=1).max())
+        result["settings"]["new_tokens_forced"] = args.new_tokens
     result["settings"]["prompt_tokens"] = int(prompts_from_sft_batch(batch, processor.tokenizer.pad_token_id).input_ids.shape[1])
     result["settings"]["sft_tokens"] = int(batch["input_ids"].shape[1])
 
