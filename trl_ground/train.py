@@ -11,6 +11,7 @@ from .collator import GroundingCollator
 from .data import build_dataset
 from .export import merge_adapters, save_final
 from .modeling import load_model, load_processor
+from .preflight import check_run
 from .trainer import GroundingSFTTrainer
 
 __all__ = ["build_trainer", "ensure_demo_assets", "finish_run", "load_data_and_model", "run_sft", "run_training"]
@@ -75,6 +76,7 @@ def run_training(data_args, model_args, scoring, config, build):
     """Build a trainer with ``build(data_args, model_args, scoring, config)``, train, then
     write ``final/`` and (with LoRA) ``final_merged/`` under ``output_dir``."""
     ensure_demo_assets(data_args, model_args)
+    check_run(data_args, model_args, config)  # files, model, GPU, output directory: before anything loads
     trainer = build(data_args, model_args, scoring, config)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     finish_run(trainer, model_args, config.output_dir)

@@ -64,4 +64,5 @@ def test_check_reward_signal_script_samples_and_reports(tiny_model_dir, syntheti
     for x in reports:
         assert x["k"] == 2 and x["positives"]["prompts"] + x["negatives"]["prompts"] == 4
         assert 0.0 <= x["zero_spread_fraction"] <= 1.0
-    assert "no spread" in r.stdout and "counts" in r.stdout
+    assert "zero_spread_fraction" in r.stdout and "positives.empty_wins" in r.stdout and "counts" in r.stdout
+    assert "signal" in r.stdout.strip().splitlines()[-2]  # the conclusion, before the path of the JSON

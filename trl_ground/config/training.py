@@ -13,6 +13,10 @@ from trl import GRPOConfig, SFTConfig
 
 from rewards.grpo import REWARDS
 
+from ..compat import silence_checkpointing_renames
+
+silence_checkpointing_renames()  # TRL's configs default gradient_checkpointing to True: see trl_ground.compat
+
 __all__ = ["GRADIENT_MODES", "SAMPLERS", "GroundingGRPOConfig", "GroundingSFTConfig"]
 
 GRADIENT_MODES = ("policy_gradient", "none")
