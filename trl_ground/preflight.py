@@ -35,6 +35,7 @@ __all__ = [
     "check_output_dir",
     "check_run",
     "hub_reachable",
+    "looks_like_local_path",
 ]
 
 # How long the Hub may take to accept a connection before it counts as unreachable.
@@ -149,7 +150,7 @@ def check_device(model_args, config=None) -> None:
 
 
 # ---- model ------------------------------------------------------------------------------------
-def _looks_local(name: str) -> bool:
+def looks_like_local_path(name: str) -> bool:
     """Whether ``name`` can only be meant as a local path (not a Hub id ``owner/name``)."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
@@ -176,7 +177,7 @@ def check_model_source(name: str, what: str = "model", marker: str = "config.jso
             raise ValueError(f"{what} directory not found: {name} is a file")
         if not (path / marker).is_file():
             raise ValueError(f"{name}: not a {what} directory (no {marker})")
-    elif _looks_local(name):
+    elif looks_like_local_path(name):
         raise ValueError(f"{what} directory not found: {name}")
 
 
