@@ -14,6 +14,7 @@ skip`` leaves such images out and counts them); a wrong command line exits 2.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from .common import ArgumentParser, command, fail
@@ -107,3 +108,7 @@ def main(argv: list[str]) -> int:
         except ValueError as err:
             return fail(err, 1)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

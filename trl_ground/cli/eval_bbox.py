@@ -78,3 +78,7 @@ def _draw(args) -> None:
         except IMAGE_ERRORS as err:
             print(f"warning: cannot draw {rec.image_path}: {err}", file=sys.stderr)
     print(f"pictures -> {args.viz}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

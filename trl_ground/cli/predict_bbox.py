@@ -194,3 +194,7 @@ def _draw(args, results, truth, items) -> None:
         except IMAGE_ERRORS as err:
             print(f"warning: cannot draw {r['image_path']}: {err}", file=sys.stderr)
     print(f"pictures -> {args.viz}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
