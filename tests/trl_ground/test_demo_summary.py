@@ -24,10 +24,10 @@ def write_run(tmp_path, m, history):
 def test_a_model_that_does_not_locate_is_called_so(tmp_path):
     history = [{"step": 2, "lm_loss": 5.5, "unparseable_fraction": 1.0}, {"step": 40, "lm_loss": 1.2, "unparseable_fraction": 0.25},
                {"step": 40, "train_runtime": 31.0}]
-    text = sft_summary(write_run(tmp_path, metrics(0.0, 0.9, 0.1, 0.05), history))
+    text = sft_summary(write_run(tmp_path, metrics(0.0, 0.6, 0.3, 0.05), history))
     assert "40 steps in 31 s" in text and "full fine-tuning" in text
     assert "lm_loss 5.50 -> 1.20" in text and "100% -> 25%" in text
-    assert "prompts with boxes (10): F1@0.5 0.00" in text and "empty answers 90%" in text
+    assert "prompts with boxes (10): F1@0.5 0.00" in text and "empty answers 60%" in text
     assert "it writes answers in the right format" in text and "it does not locate objects" in text
     assert "not where the objects are" in text
     assert f"model: {tmp_path / 'final'}" in text and "pictures" not in text  # only what exists is listed
