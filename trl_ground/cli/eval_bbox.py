@@ -67,7 +67,9 @@ def _draw(args) -> None:
     root = Path(args.img_root or Path(args.gt).parent)
     records, _ = load_records(args.gt, root, require_images=False)
     by_image = {r.image: r for r in records}
-    for p in read_predictions(args.pred).entries:
+    from tqdm.auto import tqdm
+
+    for p in tqdm(read_predictions(args.pred).entries, desc="drawing", unit="picture"):
         rec = by_image.get(p.image)
         if rec is None or not rec.image_path.exists():
             continue

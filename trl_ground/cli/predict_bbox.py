@@ -45,7 +45,7 @@ __all__ = ["main"]
 
 
 def parse_args(argv=None):
-    ap = ArgumentParser(prog="trl-ground-predict", description=__doc__)
+    ap = ArgumentParser(description=__doc__)  # prog: the name it was called by (also eval/generate_outputs_bbox.py)
     ap.add_argument("--model", required=True, help="merged/full model directory or id (the base, with --adapter)")
     ap.add_argument("--adapter", help="LoRA adapter directory (final/ of a run)")
     src = ap.add_mutually_exclusive_group(required=True)
@@ -186,7 +186,9 @@ def _draw(args, results, truth, items) -> None:
     from ..viz import draw_boxes
 
     by_path_query = {(it.image_path, it.query): i for i, it in enumerate(items)}
-    for n, r in enumerate(results):
+    from tqdm.auto import tqdm
+
+    for n, r in enumerate(tqdm(results, desc="drawing", unit="picture")):
         i = by_path_query.get((r["image_path"], r["query"]))
         name = f"{n:05d}_{Path(r['image_path']).stem}.png"
         try:
