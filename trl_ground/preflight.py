@@ -12,7 +12,7 @@ the data, the processor or the model load:
   model missing from the cache fails at once instead of after minutes of retries);
   an ``adapter`` directory holding ``adapter_config.json``;
 - the device: 4-bit (bitsandbytes) needs a CUDA GPU;
-- the output directory: not a file, and creatable.
+- the output directory: not a file, and creatable; a checkpoint to resume from: a directory.
 
 :func:`check_config_file` checks a ``--config`` YAML file (exists, readable, a mapping)
 before it is parsed.
@@ -55,6 +55,9 @@ def check_run(data_args, model_args, config) -> None:
     check_data_files(data_args, getattr(config, "eval_strategy", "no"))
     check_device(model_args, config)
     check_output_dir(config.output_dir)
+    resume = getattr(config, "resume_from_checkpoint", None)
+    if isinstance(resume, str) and not Path(resume).is_dir():
+        raise ValueError(f"resume_from_checkpoint {resume}: no such checkpoint directory (e.g. {config.output_dir}/checkpoint-100)")
     check_model(model_args)
 
 

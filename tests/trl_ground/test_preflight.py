@@ -146,3 +146,10 @@ def test_a_run_is_checked_before_anything_loads(monkeypatch, synthetic_data, tin
             "--eval-json", str(tmp_path / "absent.json"), "--output-dir", str(tmp_path / "run")]
     with pytest.raises(ValueError, match="eval_json .*absent.json: file not found"):
         train.run_sft(*parse_args(argv))
+
+
+def test_resume_from_a_missing_checkpoint(synthetic_data, tiny_model_dir, tmp_path):
+    train, _, root = synthetic_data
+    config = SimpleNamespace(eval_strategy="no", output_dir=str(tmp_path / "run"), resume_from_checkpoint=str(tmp_path / "checkpoint-9"))
+    with pytest.raises(ValueError, match="resume_from_checkpoint .*checkpoint-9: no such checkpoint directory"):
+        preflight.check_run(data(train_json=str(train), img_root=str(root)), ModelArguments(model=str(tiny_model_dir), load_in_4bit=False), config)
