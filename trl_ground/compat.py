@@ -10,9 +10,13 @@ __all__ = ["enable_activation_checkpointing", "silence_checkpointing_renames"]
 # transformers 5.24 renamed gradient checkpointing to activation checkpointing and warns on
 # the old names: the `gradient_checkpointing` training argument (TRL's configs default it to
 # True, so every config built warns), `model.gradient_checkpointing_enable`, and
-# `model.is_gradient_checkpointing` (read by PEFT and by TRL's generation helper). 5.17 has
-# only the old names, so they stay; exactly these three messages are filtered.
-_RENAME_WARNINGS = r"`(gradient_checkpointing|gradient_checkpointing_kwargs|is_gradient_checkpointing|gradient_checkpointing_enable)` is deprecated"
+# `model.is_gradient_checkpointing` (read by PEFT and by TRL's generation helper), and
+# `gradient_checkpointing_disable` (TRL's GRPO generation). 5.17 has only the old names, so
+# they stay; exactly these messages are filtered.
+_RENAME_WARNINGS = (
+    r"`(gradient_checkpointing|gradient_checkpointing_kwargs|is_gradient_checkpointing|gradient_checkpointing_enable"
+    r"|gradient_checkpointing_disable)` is deprecated"
+)
 
 
 def silence_checkpointing_renames() -> None:

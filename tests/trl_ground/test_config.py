@@ -19,7 +19,7 @@ def test_every_shipped_config_parses(name):
     data, model, scoring, cfg = parse_args(["--config", str(REPO / "configs" / f"{name}.yaml")], config_class=config_class)
     assert isinstance(data, DataArguments) and isinstance(model, ModelArguments) and isinstance(scoring, ScoringSettings)
     assert isinstance(cfg, config_class) and data.img_root and cfg.learning_rate > 0
-    assert model.load_in_4bit == (name in ("qlora", "grpo")) and model.use_lora == (name != "full")
+    assert model.load_in_4bit == (name in ("qlora", "grpo")) and model.use_lora == (name not in ("full", "demo"))
     if config_class is GroundingSFTConfig:
         assert cfg.grounding_gradient == "policy_gradient"
     else:
