@@ -12,7 +12,7 @@ the data, the processor or the model load:
   model missing from the cache fails at once instead of after minutes of retries);
   an ``adapter`` directory holding ``adapter_config.json``;
 - the device: 4-bit (bitsandbytes) needs a CUDA GPU;
-- the output directory: not a file, and creatable; a checkpoint to resume from: a directory.
+- the output directory: not a file, and creatable (no file in its path); a checkpoint to resume from: a directory.
 
 :func:`check_config_file` checks a ``--config`` YAML file (exists, readable, a mapping)
 before it is parsed.
@@ -130,14 +130,18 @@ def check_data_files(data_args, eval_strategy: str = "no") -> None:
 
 
 def check_output_dir(path) -> None:
-    """``output_dir`` is a directory or can be made one (it is created here)."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ValueError(f"output_dir {path} is a file, not a directory (--output-dir DIR)")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"cannot create output_dir {path}: {err.strerror or err}") from err
+    """``output_dir`` is a directory, or can be made one: its nearest existing ancestor is a
+    directory (nothing is created here)."""
+    p = Path(path).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ValueError(f"output_dir {path} is a file, not a directory (--output-dir DIR)")
+        return
+    ancestor = p.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"cannot create output_dir {path}: {ancestor} is a file, not a directory")
 
 
 # ---- device -----------------------------------------------------------------------------------

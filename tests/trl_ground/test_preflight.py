@@ -55,10 +55,10 @@ def test_output_dir_that_is_a_file_or_cannot_be_made(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="output_dir .*file is a file"):
         preflight.check_output_dir(tmp_path / "file")
-    with pytest.raises(ValueError, match="cannot create output_dir"):
-        preflight.check_output_dir(tmp_path / "file" / "run")
+    with pytest.raises(ValueError, match="cannot create output_dir .*: .*file is a file"):
+        preflight.check_output_dir(tmp_path / "file" / "run" / "deeper")
     preflight.check_output_dir(tmp_path / "new" / "run")
-    assert (tmp_path / "new" / "run").is_dir()
+    assert not (tmp_path / "new").exists()  # checked, not created
 
 
 def test_four_bit_needs_a_gpu(monkeypatch):
