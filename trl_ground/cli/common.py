@@ -50,7 +50,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if action.default is None:
             return text
         shown = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
-        return f"{text} (default: {shown})".replace("%", "%%")
+        return f"{text} (default: {str(shown).replace('%', '%%')})"  # argparse %-formats the help
 
 
 class ArgumentParser(argparse.ArgumentParser):
