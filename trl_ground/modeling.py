@@ -13,6 +13,7 @@ import logging
 
 import torch
 
+from .compat import enable_activation_checkpointing
 from .vision_attention import use_packed_vision_attention
 
 __all__ = ["count_parameters", "load_model", "load_processor", "lora_target_modules", "prepare_quantized_for_training"]
@@ -103,7 +104,7 @@ def prepare_quantized_for_training(model, gradient_checkpointing: bool = True):
     for param in model.parameters():
         param.requires_grad_(False)
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model, use_reentrant=False)
         model.enable_input_require_grads()
     return model
 

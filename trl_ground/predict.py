@@ -17,7 +17,6 @@ warning and leaves them out.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from .batches import PromptBatch
 from .data import ImageLoader
 from .generation import generate_with_logprobs
 from .images import IMAGE_ERRORS, open_rgb
+from .preflight import check_model_source
 from .prompts import DEFAULT_QUERY, DEFAULT_SYSTEM_PROMPT, grounding_prompt
 
 __all__ = [
@@ -59,37 +59,6 @@ class PredictionItem:
     cls: str
     query: str
     meta: dict
-
-
-def _looks_local(name: str) -> bool:
-    """Whether ``name`` can only be meant as a local path (not a Hub id ``owner/name``)."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if name.startswith(("/", ".", "~")) or os.sep in name.strip(os.sep) and Path(name).parent.is_dir():
-        return True
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return True
-    return False
-
-
-def check_model_source(name: str, what: str = "model", marker: str = "config.json") -> None:
-    """Refuse, before anything loads, a ``name`` that is meant as a local directory and is
-    not one holding ``marker``. Hub ids (``owner/name``) are left to ``from_pretrained``.
-
-    Raises:
-        ValueError: ``model directory not found: X`` (or ``adapter ...``) and the like.
-    """
-    path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError(f"{what} directory not found: {name} is a file")
-        if not (path / marker).is_file():
-            raise ValueError(f"{name}: not a {what} directory (no {marker})")
-    elif _looks_local(name):
-        raise ValueError(f"{what} directory not found: {name}")
 
 
 def load_for_inference(model_dir: str, adapter: str | None = None, load_in_4bit: bool = False):

@@ -171,9 +171,18 @@ def _check_arguments(img_root, on_bad_record: str) -> Path:
     return root
 
 
+# Opening this many images or more takes seconds: a progress bar shows it.
+PROGRESS_MIN_IMAGES = 500
+
+
 def _validate(data: list, root: Path, source: Path, on_bad_record: str, check_images: bool, require_images: bool):
     records, skipped = [], []
-    for index, rec in enumerate(data):
+    items = enumerate(data)
+    if check_images and require_images and len(data) >= PROGRESS_MIN_IMAGES:
+        from tqdm.auto import tqdm
+
+        items = tqdm(items, total=len(data), desc=f"checking the images of {source.name}", unit="image", leave=False)
+    for index, rec in items:
         try:
             records.append(_parse_record(rec, root, source, index, require_images, check_images))
         except _BadRecord as err:

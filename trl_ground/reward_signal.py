@@ -17,7 +17,7 @@ from rewards import ScoringSettings
 
 from .policy_gradient import advantages
 
-__all__ = ["DEFAULT_VARIANTS", "signal_report"]
+__all__ = ["DEFAULT_VARIANTS", "conclusion", "signal_report"]
 
 # Cost variants compared by the report: name -> scoring settings.
 DEFAULT_VARIANTS: dict[str, ScoringSettings] = {
@@ -80,3 +80,29 @@ def signal_report(texts: list[str], gts: list, k: int, settings: ScoringSettings
             "empty_wins": _mean(wins),
         }
     return report
+
+
+def conclusion(reports: list[dict]) -> str:
+    """One or two plain sentences on ``reports`` (rows of :func:`signal_report` with a
+    ``temperature``), judged on the first variant (the default cost) at the temperature whose
+    answers differ most: is there a signal, and does it favour ``[]`` on prompts with boxes?"""
+    if not reports:
+        return "No report: nothing was sampled."
+    variant = reports[0]["variant"]
+    rows = [r for r in reports if r["variant"] == variant]
+    best = min(rows, key=lambda r: (r["zero_spread_fraction"] if r["zero_spread_fraction"] is not None else 1.0))
+    at = f"under the {variant!r} cost at temperature {best.get('temperature')}"
+    spread = best["zero_spread_fraction"]
+    pos = best["positives"]
+    if spread is not None and spread >= 0.8:
+        return (f"No learning signal {at}: the K answers of {spread:.0%} of the prompts all cost the same, so the "
+                "grounding loss (or GRPO) has nothing to compare; sample more answers (--k) or at a higher temperature, "
+                "or train SFT longer first.")
+    wins, adv = pos.get("empty_wins"), pos.get("advantage_empty")
+    if wins is not None and wins >= 0.5 and (adv is None or adv < 0):
+        return (f"The signal favours silence {at}: on prompts with boxes, an empty answer [] is the cheapest answer "
+                f"in {wins:.0%} of the groups that hold one, so the grounding loss would teach this model to answer []; "
+                "train SFT until it draws mostly correct boxes first.")
+    wins_text = "never sampled with boxes alongside" if wins is None else f"cheapest in only {wins:.0%} of its groups"
+    return (f"There is a learning signal {at}: the answers of {1 - (spread or 0.0):.0%} of the prompts differ in cost, "
+            f"and on prompts with boxes [] is {wins_text}; the grounding loss can be turned on.")

@@ -12,7 +12,7 @@ from rewards import ScoredAnswer, ScoringSettings
 
 from .batches import Samples
 
-__all__ = ["Rollout", "rollout_metrics", "score_rollout"]
+__all__ = ["Rollout", "rollout_metrics", "score_rollout", "split_metrics"]
 
 
 @dataclass
@@ -72,4 +72,30 @@ def rollout_metrics(rollout: Rollout) -> dict[str, float]:
         "truncated_fraction": float(rollout.samples.truncated.float().mean()),
         "unparseable_fraction": float(np.mean([not s.parsed.valid_json and len(s.parsed) == 0 for s in rollout.scored])),
         "sample_seconds": rollout.seconds,
+    }
+
+
+def split_metrics(rollout: Rollout) -> dict[str, float]:
+    """The rollout's answers split by prompt type, so that a mean over both cannot mislead
+    (an empty answer is a perfect answer to a prompt without boxes):
+
+    ``f1_positive``, ``precision_positive``, ``recall_positive``: means over the answers whose
+    prompt has boxes; ``empty_fraction_positive``: the share of those answers with no box;
+    ``hallucination_fraction_negative``: the share of the answers to prompts without boxes
+    that hold a box. A value over no answer is NaN (the trainer leaves it out of its means).
+    """
+    positive = np.array([len(np.asarray(g).reshape(-1, 4)) > 0 for g in rollout.gt_boxes], dtype=bool)
+    terms = [s.terms for s in rollout.scored]
+    n_boxes = np.array([len(s.parsed) for s in rollout.scored])
+
+    def mean_over(mask, values) -> float:
+        values = np.asarray(values, dtype=np.float64)
+        return float(values[mask].mean()) if mask.any() else float("nan")
+
+    return {
+        "f1_positive": mean_over(positive, [t.f1 for t in terms]),
+        "precision_positive": mean_over(positive, [t.precision for t in terms]),
+        "recall_positive": mean_over(positive, [t.recall for t in terms]),
+        "empty_fraction_positive": mean_over(positive, n_boxes == 0),
+        "hallucination_fraction_negative": mean_over(~positive, n_boxes > 0),
     }

@@ -12,6 +12,7 @@ from .data import build_dataset
 from .export import merge_adapters, save_final
 from .modeling import load_model, load_processor
 from .output_dir import prepare_output_dir
+from .preflight import check_run, looks_like_local_path
 from .run_errors import NothingTrainedError, naming_disk_full
 from .trainer import GroundingSFTTrainer
 
@@ -23,14 +24,15 @@ logger = logging.getLogger(__name__)
 def ensure_demo_assets(data_args, model_args) -> None:
     """Build what a demo config points at and does not exist yet: the synthetic dataset
     (``data_args.make_synthetic_data`` images at ``train_json``'s folder) and the tiny
-    offline Qwen3-VL (``model_args.build_tiny_model`` at ``model_args.model``)."""
+    offline Qwen3-VL (``model_args.build_tiny_model`` at ``model_args.model``, when that is a
+    local path: a Hub id given to the demo config is downloaded, not replaced by the tiny model)."""
     if data_args.make_synthetic_data and data_args.train_json and not Path(data_args.train_json).exists():
         from .synthetic import make_synthetic_dataset
 
         out = Path(data_args.train_json).parent
         print(f"building the synthetic dataset ({data_args.make_synthetic_data} images) in {out}", flush=True)
         make_synthetic_dataset(out, n=data_args.make_synthetic_data, seed=data_args.example_seed)
-    if model_args.build_tiny_model and not (Path(model_args.model) / "config.json").exists():
+    if model_args.build_tiny_model and looks_like_local_path(model_args.model) and not (Path(model_args.model) / "config.json").exists():
         from .tiny import build_tiny_qwen3vl
 
         print(f"building the tiny offline Qwen3-VL in {model_args.model}", flush=True)
@@ -93,7 +95,8 @@ def run_training(data_args, model_args, scoring, config, build):
         trl_ground.run_errors.NothingTrainedError: the run trained 0 steps (no ``final/``).
     """
     ensure_demo_assets(data_args, model_args)
-    prepare_output_dir(config, model_args)
+    check_run(data_args, model_args, config)  # files, model, GPU: before anything loads
+    prepare_output_dir(config, model_args)  # writable, room for a checkpoint, no mixing of runs
     trainer = build(data_args, model_args, scoring, config)
     with naming_disk_full(config.output_dir):
         trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 
@@ -41,7 +42,7 @@ from .export import CheckpointStaging
 from .fused_pass import answer_logprobs, fused_sft_and_answers, spatial_merge_size_of
 from .generation import sample_answers
 from .policy_gradient import RunningBaseline, advantages, policy_surrogate
-from .rollout import Rollout, rollout_metrics, score_rollout
+from .rollout import Rollout, rollout_metrics, score_rollout, split_metrics
 from .static_sampler import StaticSampler
 
 __all__ = ["GROUNDING_STATE_FILE", "GroundingSFTTrainer", "sampling_autocast"]
@@ -170,7 +171,7 @@ class GroundingSFTTrainer(SFTTrainer):
                 min_new_tokens=args.sample_min_new_tokens,
             )
         rollout = score_rollout(samples, truth["gt_boxes"], truth["query_class"], k, self.scoring, time.perf_counter() - start)
-        self._log_means(mode, rollout_metrics(rollout))
+        self._log_means(mode, {**rollout_metrics(rollout), **split_metrics(rollout)})
         return rollout
 
     def _sample(self, model, prompts, tokenizer, **kwargs):
@@ -235,12 +236,14 @@ class GroundingSFTTrainer(SFTTrainer):
         self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
 
     def _log_means(self, mode: str, values: dict[str, float]) -> None:
-        """Append ``values`` (averaged over processes) to the metrics TRL logs."""
+        """Append ``values`` (averaged over processes) to the metrics TRL logs; a NaN value
+        (a mean over nothing, e.g. no prompt with boxes in this batch) is left out."""
         tensor = torch.tensor([float(v) for v in values.values()], device=self.accelerator.device)
         if self.accelerator.num_processes > 1:
-            tensor = self.accelerator.gather_for_metrics(tensor.unsqueeze(0)).mean(dim=0)
+            tensor = self.accelerator.gather_for_metrics(tensor.unsqueeze(0)).nanmean(dim=0)
         for name, value in zip(values, tensor.tolist()):
-            self._metrics[mode][name].append(value)
+            if not math.isnan(value):
+                self._metrics[mode][name].append(value)
 
     # ---- checkpoints ------------------------------------------------------------------
     def _get_output_dir(self, trial) -> str:

@@ -9,14 +9,57 @@ __all__ = ["draw_boxes", "plot_training"]
 
 GT_COLOUR = (40, 200, 60)
 PRED_COLOUR = (230, 40, 40)
+_BAND = (0, 0, 0)  # the legend band above the image
+_TEXT = (255, 255, 255)
+
+
+def _font(size: int):
+    """PIL's default font at ``size`` pixels (a scalable font since Pillow 10.1), else the small bitmap one."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # an older Pillow, or one built without FreeType
+        return ImageFont.load_default()
+
+
+def _dashed_rectangle(draw, xy, colour, width: int, dash: int = 8) -> None:
+    """A rectangle outline of ``dash``-pixel dashes: what lies under it stays visible in the gaps."""
+    x1, y1, x2, y2 = xy
+    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = max(abs(bx - ax), abs(by - ay))
+        for start in range(0, int(length) + 1, 2 * dash):
+            end = min(start + dash, length)
+            t0, t1 = start / max(length, 1), end / max(length, 1)
+            draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)], fill=colour, width=width)
+
+
+def _label(draw, xy, text: str, colour, font) -> None:
+    """``text`` on a filled box of ``colour`` with its top-left corner at ``xy``."""
+    left, top, right, bottom = draw.textbbox(xy, text, font=font)
+    draw.rectangle([left - 2, top - 1, right + 2, bottom + 1], fill=colour)
+    draw.text(xy, text, fill=_TEXT, font=font)
 
 
 def draw_boxes(image_path, out_path, pred=(), scores=(), gt=(), label: str | None = None) -> Path:
-    """Draw ground truth (green) and predictions (red, with confidences) on an image.
+    """Draw ground truth and predictions on an image, with a legend above it.
 
-    ``pred`` / ``gt``: boxes ``(N, 4)`` xyxy in [0, 1]. Writes a PNG to ``out_path``.
+    Ground truth: solid green outlines, drawn first and wider. Predictions: dashed red
+    outlines on top, narrower, so that a ground-truth box a prediction matches stays visible;
+    each with its confidence on a red tag. An answer with no box gets a red "no boxes
+    predicted" mark.
+
+    Args:
+        image_path: the image.
+        out_path: the PNG to write.
+        pred: ``(N, 4)`` predicted boxes, xyxy in [0, 1].
+        scores: ``(N,)`` confidences in [0, 1] (may be shorter than ``pred``).
+        gt: ``(M, 4)`` ground-truth boxes, xyxy in [0, 1].
+        label: the queried class (shown in the legend).
+    Returns:
+        ``out_path`` as a ``Path``.
     """
-    from PIL import ImageDraw
+    from PIL import Image, ImageDraw
 
     from .images import open_rgb
 
@@ -24,24 +67,49 @@ def draw_boxes(image_path, out_path, pred=(), scores=(), gt=(), label: str | Non
     # small images are upscaled so that the drawing stays legible
     scale = max(1, 512 // max(img.size))
     img = img.resize((img.width * scale, img.height * scale))
-    draw = ImageDraw.Draw(img)
     w, h = img.size
+    font = _font(max(12, w // 32))
+    band = font.size + 12 if hasattr(font, "size") else 24
+    canvas = Image.new("RGB", (w, h + band), _BAND)
+    canvas.paste(img, (0, band))
+    draw = ImageDraw.Draw(canvas)
+    line = max(2, w // 170)
     for box in gt:
-        draw.rectangle([box[0] * w, box[1] * h, box[2] * w, box[3] * h], outline=GT_COLOUR, width=2)
+        draw.rectangle([box[0] * w, band + box[1] * h, box[2] * w, band + box[3] * h], outline=GT_COLOUR, width=2 * line)
     for i, box in enumerate(pred):
-        xy = [box[0] * w, box[1] * h, box[2] * w, box[3] * h]
-        draw.rectangle(xy, outline=PRED_COLOUR, width=2)
-        if i < len(scores):
-            draw.text((xy[0] + 2, max(0, xy[1] - 11)), f"{scores[i]:.2f}", fill=PRED_COLOUR)
-    if label:
-        draw.text((4, 4), label, fill=(255, 255, 255))
+        xy = [box[0] * w, band + box[1] * h, box[2] * w, band + box[3] * h]
+        _dashed_rectangle(draw, xy, PRED_COLOUR, line)
+    for i, box in enumerate(pred[: len(scores)]):  # tags last, so that no outline covers them
+        _label(draw, (box[0] * w + 2, band + box[1] * h + 2), f"{scores[i]:.2f}", PRED_COLOUR, font)
+    x = 6
+    for text, colour in ((f"query: {label}" if label else "", None), (f"ground truth ({len(gt)})", GT_COLOUR),
+                         (f"prediction ({len(pred)})", PRED_COLOUR)):
+        if not text:
+            continue
+        if colour is None:
+            draw.text((x, 6), text, fill=_TEXT, font=font)
+        else:
+            draw.rectangle([x, 8, x + 14, band - 8], outline=colour, width=3)
+            x += 20
+            draw.text((x, 6), text, fill=colour, font=font)
+        x = draw.textbbox((x, 6), text, font=font)[2] + 16
+    if not len(pred):
+        _label(draw, (8, band + h - band + 2), "no boxes predicted", PRED_COLOUR, font)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out)
+    canvas.save(out)
     return out
 
 
-LOSS_KEYS = ("lm_loss", "iou_loss", "fp_loss", "fn_loss", "f1")
+# (logged key, what the y-axis shows) per panel of training.png
+PANELS = (
+    ("lm_loss", "LM loss (NLL per answer token)"),
+    ("iou_loss", "iou_loss (1 - mean IoU of matches)"),
+    ("fp_loss", "false positives per answer"),
+    ("fn_loss", "false negatives per answer"),
+    ("f1", "F1@0.5 per answer"),
+)
+LOSS_KEYS = tuple(key for key, _ in PANELS)
 
 
 def _trainer_state(run_dir: Path) -> Path:
@@ -56,7 +124,9 @@ def _trainer_state(run_dir: Path) -> Path:
 
 def plot_training(run_dir, out_path=None) -> Path:
     """Plot the logged loss components (``lm_loss``, ``iou_loss``, ``fp_loss``, ``fn_loss``,
-    F1, and their eval counterparts) of a run against the step. Returns the PNG path."""
+    F1) of a run against the optimizer step: train (line) and eval (markers); the F1 panel
+    also shows F1 on prompts with boxes (``f1_positive``) when it was logged. Axes are
+    labelled; the legend sits below the panels. Returns the PNG path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,16 +134,24 @@ def plot_training(run_dir, out_path=None) -> Path:
 
     run_dir = Path(run_dir)
     history = json.loads(_trainer_state(run_dir).read_text())["log_history"]
-    fig, axes = plt.subplots(1, len(LOSS_KEYS), figsize=(4 * len(LOSS_KEYS), 3.2))
-    for ax, key in zip(axes, LOSS_KEYS):
-        for prefix, style in (("", "-"), ("eval_", "o--")):
-            points = [(r["step"], r[prefix + key]) for r in history if prefix + key in r]
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.6))
+    curves = {}  # legend label -> a line drawn with that label
+    for ax, (key, ylabel) in zip(axes, PANELS):
+        series = [("", "-", "train"), ("eval_", "o--", "eval")]
+        if key == "f1":
+            series += [("", "-", "train, prompts with boxes"), ("eval_", "s:", "eval, prompts with boxes")]
+        for i, (prefix, style, name) in enumerate(series):
+            logged = prefix + key + ("_positive" if i >= 2 else "")
+            points = [(r["step"], r[logged]) for r in history if logged in r]
             if points:
-                ax.plot(*zip(*points), style, label="train" if not prefix else "eval")
+                (line,) = ax.plot(*zip(*points), style, color=f"C{i}", label=name)
+                curves.setdefault(name, line)
         ax.set_title(key)
-        ax.set_xlabel("step")
-        ax.legend()
-    fig.tight_layout()
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    fig.legend(list(curves.values()), list(curves), loc="lower center", ncol=max(len(curves), 1), frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     out = Path(out_path) if out_path else run_dir / "training.png"
     fig.savefig(out, dpi=90)
     plt.close(fig)

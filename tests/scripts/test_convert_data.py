@@ -96,7 +96,7 @@ def test_script_shim_and_entry_point(sources, tmp_path):
     assert scripts["trl-ground-convert-data"] == "trl_ground.cli.convert_data:main"
 
 
-def test_predict_writes_coco_results(tiny_model_dir, sources, tmp_path):
+def test_predict_writes_coco_results(tiny_model_dir, sources, tmp_path, capsys):
     from scripts.predict_bbox import main
 
     base, truth, argv = sources
@@ -118,9 +118,11 @@ def test_predict_writes_coco_results(tiny_model_dir, sources, tmp_path):
                  "--coco-annotations", user_coco])
     assert code == 0 and not (tmp_path / "c2.gt.json").exists()
     (tmp_path / "not_coco.json").write_text("[]")
-    code = main(["--model", "no-such-model", "--test-json", str(_converted(sources, tmp_path)), "--out", str(tmp_path / "o3.json"),
+    capsys.readouterr()
+    code = main(["--model", str(tiny_model_dir), "--test-json", str(_converted(sources, tmp_path)), "--out", str(tmp_path / "o3.json"),
                  "--coco-results", str(tmp_path / "c3.json"), "--coco-annotations", str(tmp_path / "not_coco.json")])
-    assert code == 2  # a user mistake, before the model loads
+    err = capsys.readouterr().err
+    assert code == 2 and "not_coco.json" in err and "Loading weights" not in err
 
 
 def _converted(sources, tmp_path):

@@ -35,7 +35,7 @@ def test_two_process_cpu_run_trains_and_writes_one_set_of_outputs(tiny_model_dir
     out = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "scripts/sft_ground.py",
-        "--config", "configs/demo.yaml", "--use-cpu", "true", "--model", str(tiny_model_dir), "--build-tiny-model", "false",
+        "--config", "configs/demo.yaml", "--use-cpu", "true", "--use-lora", "true", "--lora-r", "8", "--lora-alpha", "16", "--finetune-attention-modules", "true", "--lr", "0.003", "--model", str(tiny_model_dir), "--build-tiny-model", "false",
         "--train-json", str(train), "--eval-json", str(test), "--img-root", str(root), "--make-synthetic-data", "0",
         "--max-steps", "2", "--save-steps", "2", "--logging-steps", "1", "--eval-strategy", "no", "--output-dir", str(out),
     ]

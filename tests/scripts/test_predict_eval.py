@@ -72,7 +72,7 @@ def test_plot_training_from_a_run(tmp_path):
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history + [{"step": 5, "eval_f1": 0.3}]}))
     assert main([str(tmp_path)]) == 0
     assert (tmp_path / "training.png").stat().st_size > 1000
-    assert main([str(tmp_path / "nothing-here")]) == 1
+    assert main([str(tmp_path / "nothing-here")]) == 2
 
 
 def test_confidences_follow_generation_logprobs(tiny_model_dir, synthetic_data):

@@ -19,7 +19,7 @@ def test_every_shipped_config_parses(name):
     data, model, scoring, cfg = parse_args(["--config", str(REPO / "configs" / f"{name}.yaml")], config_class=config_class)
     assert isinstance(data, DataArguments) and isinstance(model, ModelArguments) and isinstance(scoring, ScoringSettings)
     assert isinstance(cfg, config_class) and data.img_root and cfg.learning_rate > 0
-    assert model.load_in_4bit == (name in ("qlora", "grpo")) and model.use_lora == (name != "full")
+    assert model.load_in_4bit == (name in ("qlora", "grpo")) and model.use_lora == (name not in ("full", "demo"))
     if config_class is GroundingSFTConfig:
         assert cfg.grounding_gradient == "policy_gradient"
     else:
@@ -91,3 +91,24 @@ def test_python_construction_keeps_trl_defaults_and_the_checks():
     assert cfg.remove_unused_columns is False and cfg.bf16 is False  # no GPU here
     with pytest.raises(ValueError, match="remove_unused_columns"):
         GroundingSFTConfig(output_dir="x", remove_unused_columns=True)
+
+
+def test_quiet_by_default(tiny_model_dir):
+    """No FutureWarning of the gradient -> activation checkpointing renames from our calls, and
+    no pinned memory (torch's warning) without a GPU."""
+    import warnings
+
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from trl_ground.compat import enable_activation_checkpointing, silence_checkpointing_renames
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_checkpointing_renames()  # what trl_ground.config.training installs at import
+        _, _, _, cfg = parse_args(["--config", str(REPO / "configs/demo.yaml"), "--gradient-checkpointing", "true"])
+        model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+        enable_activation_checkpointing(model)
+        assert model.is_gradient_checkpointing  # as PEFT and TRL read it
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]
+    assert cfg.dataloader_pin_memory == torch.cuda.is_available()

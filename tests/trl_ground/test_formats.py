@@ -320,7 +320,7 @@ def test_training_reads_yolo_directly(tiny_model_dir, source, tmp_path):
         "--max-steps", "1", "--eval-strategy", "no", "--save-strategy", "no", "--logging-steps", "1", "--samples-per-prompt", "1",
     ])
     trainer = run_sft(*args)
-    assert trainer.state.global_step == 1 and (out / "final" / "adapter_model.safetensors").exists()
+    assert trainer.state.global_step == 1 and (out / "final" / "model.safetensors").exists()  # the demo config: full fine-tuning
     rows = trainer.train_dataset.with_format(None)  # the columns, without loading the images
     primary = [i for i, m in zip(rows["image_id"], rows["mode"]) if m == "primary"]
     assert primary == sorted(t["image"] for t in truth if t["objects"])  # the YOLO images, not the config's train_json

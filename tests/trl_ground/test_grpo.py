@@ -48,7 +48,8 @@ def test_grpo_starts_from_an_sft_adapter(tiny_model_dir, synthetic_data, tmp_pat
 
     train, test, root = synthetic_data
     sft = run_sft(*parse_args([
-        "--config", str(REPO / "configs/demo.yaml"), "--model", str(tiny_model_dir), "--build-tiny-model", "false",
+        "--config", str(REPO / "configs/demo.yaml"), "--use-lora", "true", "--lora-r", "8", "--lora-alpha", "16", "--finetune-attention-modules", "true", "--lr", "0.003",
+        "--model", str(tiny_model_dir), "--build-tiny-model", "false",
         "--train-json", str(train), "--eval-json", str(test), "--img-root", str(root), "--make-synthetic-data", "0", "--eval-strategy", "no",
         "--output-dir", str(tmp_path / "sft"), "--max-steps", "2",
     ]))

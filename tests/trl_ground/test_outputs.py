@@ -299,7 +299,7 @@ def record_resumes(monkeypatch) -> list[str]:
 def test_rerun_is_refused_and_resume_true_continues(tiny_model_dir, synthetic_data, tmp_path, capsys, monkeypatch):
     loaded = record_resumes(monkeypatch)
     out = tmp_path / "run"
-    argv = sft_argv(tiny_model_dir, synthetic_data, out, "--max-steps", "1", "--save-steps", "1")
+    argv = sft_argv(tiny_model_dir, synthetic_data, out, "--max-steps", "1", "--save-steps", "1", "--use-lora", "true")
     assert sft_main(argv) == 0
     final = (out / "final" / "adapter_model.safetensors").read_bytes()
     assert sft_main(argv) == 2  # the same command again: the first run's outputs are kept

@@ -64,4 +64,20 @@ def test_check_reward_signal_script_samples_and_reports(tiny_model_dir, syntheti
     for x in reports:
         assert x["k"] == 2 and x["positives"]["prompts"] + x["negatives"]["prompts"] == 4
         assert 0.0 <= x["zero_spread_fraction"] <= 1.0
-    assert "no spread" in r.stdout and "counts" in r.stdout
+    assert "zero_spread_fraction" in r.stdout and "positives.empty_wins" in r.stdout and "counts" in r.stdout
+    assert "signal" in r.stdout.strip().splitlines()[-2]  # the conclusion, before the path of the JSON
+
+
+def test_conclusion_says_what_the_signal_will_teach():
+    from trl_ground.reward_signal import conclusion
+
+    def report(texts, gts, k=2, temperature=1.0):
+        return {"temperature": temperature, "k": k, **signal_report(texts, gts, k, COUNTS, "counts")}
+
+    same = [report(["[]", "[]", "[]", "[]"], [[BOX], [BOX]])]
+    assert conclusion(same).startswith("No learning signal under the 'counts' cost")
+    silence = [report(["[]", WRONG, "[]", WRONG], [[BOX], [BOX]])]
+    assert conclusion(silence).startswith("The signal favours silence") and "100%" in conclusion(silence)
+    good = [report([RIGHT, "[]", RIGHT, WRONG], [[BOX], [BOX]])]
+    assert conclusion(good).startswith("There is a learning signal") and "can be turned on" in conclusion(good)
+    assert conclusion([]) == "No report: nothing was sampled."

@@ -24,6 +24,8 @@ def argv(tiny_model_dir, synthetic_data, out, *extra):
     train, test, root = synthetic_data
     return [
         "--config", str(REPO / "configs/demo.yaml"),
+        # the demo config fine-tunes every weight of its random tiny model; these tests train LoRA
+        "--use-lora", "true", "--lora-r", "8", "--lora-alpha", "16", "--finetune-attention-modules", "true", "--lr", "0.003",
         "--model", str(tiny_model_dir), "--build-tiny-model", "false",
         "--train-json", str(train), "--eval-json", str(test), "--img-root", str(root), "--make-synthetic-data", "0",
         "--output-dir", str(out), *extra,

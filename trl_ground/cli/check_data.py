@@ -12,33 +12,37 @@ error too.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from ..config.data import PROMPT_MODES
-from .common import show_warnings
+from ..config.data import BAD_RECORD_POLICIES, PROMPT_MODES
+from .common import ArgumentParser, command
 
 __all__ = ["main"]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train-json", "--train_json", required=True)
-    ap.add_argument("--img-root", "--img_root", required=True)
-    ap.add_argument("--prompt-mode", "--prompt_mode", default="primary", choices=PROMPT_MODES)
-    ap.add_argument("--add-negatives", "--add_negatives", action="store_true")
-    ap.add_argument("--on-bad-record", "--on_bad_record", default="error", choices=["error", "skip"])
+@command
+def main(argv: list[str]) -> int:
+    ap = ArgumentParser(prog="trl-ground-check-data", description=__doc__)
+    ap.add_argument("--train-json", "--train_json", required=True, help="the JSON to check (a list of records, the training format)")
+    ap.add_argument("--img-root", "--img_root", required=True, help="the folder that the records' image paths are relative to")
+    ap.add_argument("--prompt-mode", "--prompt_mode", default="primary", choices=PROMPT_MODES,
+                    help="the prompts training will build: one per image (primary), per class, or per unique object (referring)")
+    ap.add_argument("--add-negatives", "--add_negatives", action="store_true",
+                    help="also count one query per image for a class absent from it (as training with --add-negatives)")
+    ap.add_argument("--on-bad-record", "--on_bad_record", default="error", choices=BAD_RECORD_POLICIES,
+                    help="error: stop at the first bad record (exit 2); skip: count bad records and go on")
     ap.add_argument("--no-image-check", "--no_image_check", dest="check_images", action="store_false",
                     help="do not open the images (only check that they exist): for large trusted sets")
-    ap.add_argument("--tokenizer", help="tokenizer/processor directory or id for the token count (default: the project's byte-level tokenizer)")
+    ap.add_argument("--tokenizer", default=None,
+                    help="tokenizer/processor directory or id for exact token counts (default: the project's byte-level "
+                         "tokenizer, an upper bound)")
     args = ap.parse_args(argv)
-    show_warnings()
     from ..data_summary import summarize
 
-    try:
-        print(summarize(args.train_json, args.img_root, args.prompt_mode, args.add_negatives, args.on_bad_record, args.tokenizer,
-                        check_images=args.check_images))
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    print(summarize(args.train_json, args.img_root, args.prompt_mode, args.add_negatives, args.on_bad_record, args.tokenizer,
+                    check_images=args.check_images))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,15 +13,22 @@ samples or a higher temperature help); ``positives.empty_wins`` high with
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+from .common import ArgumentParser, command
+
+# The table's columns: the report's JSON keys (positives.* are nested), and their widths.
+_COLUMNS = [("temperature", 11), ("variant", 19), ("mean_group_std", 14), ("zero_spread_fraction", 20),
+            ("positives.empty_fraction", 24), ("positives.cost_empty", 20), ("positives.cost_boxes", 20),
+            ("positives.advantage_empty", 25), ("positives.empty_wins", 20)]
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog="trl-ground-check-signal", description=__doc__)
     ap.add_argument("--model", required=True, help="merged/full model directory (the base, with --adapter)")
     ap.add_argument("--adapter", help="LoRA adapter directory")
     ap.add_argument("--test-json", "--test_json", required=True, help="JSON in the training format")
@@ -30,12 +37,12 @@ def parse_args(argv=None):
     ap.add_argument("--limit", type=int, default=200, help="first N prompts")
     ap.add_argument("--k", type=int, default=4, help="answers sampled per prompt")
     ap.add_argument("--temperature", type=float, nargs="+", default=[1.0], help="one report per temperature")
-    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--max-new-tokens", type=int, default=256, help="token limit of a sampled answer")
     ap.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
-    ap.add_argument("--max-pixels", type=int, default=448 * 448)
+    ap.add_argument("--max-pixels", type=int, default=448 * 448, help="images are resized to at most this many pixels")
     ap.add_argument("--system-prompt", help="the training run's system prompt (default: the project's)")
     ap.add_argument("--query-template", help="the training run's query template, with {class} (default: the project's)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed")
     ap.add_argument("--out", help="write the reports as JSON")
     return ap.parse_args(argv)
 
@@ -43,22 +50,27 @@ def parse_args(argv=None):
 def sample_texts(
     model, processor, items, k: int, temperature: float, max_new_tokens: int, batch_size: int, max_pixels: int, system_prompt: str
 ) -> list[str]:
-    """``len(items) * k`` sampled answers, the K of an item consecutive."""
+    """``len(items) * k`` sampled answers, the K of an item consecutive (with a progress bar)."""
+    from tqdm.auto import tqdm
+
     from trl_ground.data import ImageLoader
-    from trl_ground.predict import prompt_batch
     from trl_ground.generation import sample_answers
+    from trl_ground.predict import prompt_batch
 
     loader = ImageLoader(32 * 32, max_pixels)
     device = next(model.parameters()).device
     texts = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        prompts = prompt_batch(processor, chunk, [loader.load(i.image_path) for i in chunk], system_prompt, device)
-        texts += sample_answers(model, prompts, processor.tokenizer, k=k, temperature=temperature, max_new_tokens=max_new_tokens).texts
+    with tqdm(total=len(items), desc=f"sampling {k} answers per prompt at T={temperature}", unit="prompt") as bar:
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            prompts = prompt_batch(processor, chunk, [loader.load(i.image_path) for i in chunk], system_prompt, device)
+            texts += sample_answers(model, prompts, processor.tokenizer, k=k, temperature=temperature, max_new_tokens=max_new_tokens).texts
+            bar.update(len(chunk))
     return texts
 
 
-def main(argv=None) -> int:
+@command
+def main(argv: list[str]) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -67,7 +79,8 @@ def main(argv=None) -> int:
     from trl_ground.data import build_examples
     from trl_ground.predict import items_from_examples, load_for_inference
     from trl_ground.records import load_records
-    from trl_ground.reward_signal import DEFAULT_VARIANTS, signal_report
+    from trl_ground.preflight import check_model
+    from trl_ground.reward_signal import DEFAULT_VARIANTS, conclusion, signal_report
 
     torch.manual_seed(args.seed)
     root = args.img_root or str(Path(args.test_json).parent)
@@ -76,6 +89,8 @@ def main(argv=None) -> int:
     data_args = DataArguments(add_negatives=args.add_negatives, **words)
     rows = build_examples(records, data_args)[: args.limit]
     items, gts = items_from_examples(rows), [r["gt_boxes"] for r in rows]
+    check_model(SimpleNamespace(model=args.model, adapter=args.adapter))
+    print(f"{len(items)} prompts from {args.test_json}; loading {args.model}", flush=True)
     model, processor = load_for_inference(args.model, args.adapter)
     reports = []
     for temperature in args.temperature:
@@ -85,19 +100,31 @@ def main(argv=None) -> int:
         for name, settings in DEFAULT_VARIANTS.items():
             reports.append({"temperature": temperature, "k": args.k, **signal_report(texts, gts, args.k, settings, name)})
     _print_table(reports)
+    print()
+    print(conclusion(reports))
     if args.out:
         Path(args.out).write_text(json.dumps(reports, indent=1) + "\n")
+        print(f"reports -> {args.out}")
     return 0
 
 
+def _cell(report: dict, key: str):
+    value = report
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def _print_table(reports: list[dict]) -> None:
-    print(f"{'T':>4} {'variant':<18} {'group std':>9} {'no spread':>9} | positives: {'empty':>6} {'cost []':>8} {'cost box':>8} "
-          f"{'A([])':>7} {'[] wins':>7}")
+    """One row per report; the column headers are the JSON keys (``positives.*``: prompts with boxes)."""
+    print(" ".join(f"{key:>{width}}" if i != 1 else f"{key:<{width}}" for i, (key, width) in enumerate(_COLUMNS)))
     for r in reports:
-        p = r["positives"]
-        cells = [p[key] for key in ("empty_fraction", "cost_empty", "cost_boxes", "advantage_empty", "empty_wins")]
-        text = " ".join(f"{'-' if v is None else format(v, '.3f'):>{w}}" for v, w in zip(cells, (6, 8, 8, 7, 7)))
-        print(f"{r['temperature']:>4} {r['variant']:<18} {r['mean_group_std']:>9.3f} {r['zero_spread_fraction']:>9.3f} | {'':11}{text}")
+        cells = []
+        for i, (key, width) in enumerate(_COLUMNS):
+            value = _cell(r, key)
+            text = "-" if value is None else format(value, ".3f") if isinstance(value, float) and key != "temperature" else str(value)
+            cells.append(f"{text:<{width}}" if i == 1 else f"{text:>{width}}")
+        print(" ".join(cells))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,73 @@
-"""What every command shares: warnings of the library as ``warning: ...`` lines on stderr, and
-the training commands' run with its failures as one ``error: ...`` line."""
+"""What every command shares: one ``error: ...`` line instead of a traceback, ``--debug`` to
+see the traceback, the library's warnings as ``warning: ...`` lines, quiet dependencies, and the training
+commands' run with its failures (output directory, full disk, corrupt checkpoint) as one line.
+
+    @command
+    def main(argv: list[str]) -> int: ...
+
+A user mistake or an environment problem (a missing file, bad YAML, an unknown option, no
+network, no GPU) raises ``ValueError`` or ``OSError``; :func:`command` prints its first line
+as ``error: ...`` on stderr and exits 2. ``--debug`` (anywhere on the command line) or
+``TRL_GROUND_DEBUG=1`` lets the exception through, with its traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
+import functools
 import logging
+import os
 import sys
 
-__all__ = ["run_reporting_errors", "show_warnings"]
+__all__ = [
+    "DEBUG_ENV",
+    "DEBUG_FLAG",
+    "USER_ERRORS",
+    "ArgumentParser",
+    "command",
+    "error_line",
+    "fail",
+    "quiet_libraries",
+    "run_reporting_errors",
+    "show_warnings",
+]
+
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "TRL_GROUND_DEBUG"
+DEBUG_HELP = f"show the traceback of an error instead of one line (also {DEBUG_ENV}=1)"
+# What a user or the environment causes: bad input, missing or unreadable files, no network.
+USER_ERRORS = (ValueError, OSError)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written, and each option's default after its help (unless the
+    help already says it, or the option is required)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.required or action.default is argparse.SUPPRESS or "default" in text or not action.option_strings:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return f"{text} (off by default)"  # a flag is off unless given
+        if action.default is None:
+            return text
+        shown = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"  # argparse %-formats the help
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` for the commands: the description kept as written, defaults
+    shown, ``--debug`` listed, and usage errors raised as one ``ValueError`` line (exit 2
+    through :func:`command`) instead of the usage block."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        # taken out of argv by `command` before parsing; listed here so that --help shows it
+        self.add_argument(DEBUG_FLAG, action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+
+    def error(self, message):
+        raise ValueError(message)
 
 
 class _WarningLines(logging.StreamHandler):
@@ -55,3 +116,63 @@ def run_reporting_errors(run, *args) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2 if isinstance(err, OutputError) else 1
     return 0
+
+
+def quiet_libraries() -> None:
+    """Silence what the dependencies say that concerns no run of this project.
+
+    - bitsandbytes, on a CPU with AVX512-BF16, warns at import that its optional CPU 4-bit
+      kernel package (``kernels``) is missing: 4-bit here always runs on CUDA.
+    - transformers' ``gradient_checkpointing`` -> ``activation_checkpointing`` renames
+      (:func:`trl_ground.compat.silence_checkpointing_renames`).
+    """
+    from ..compat import silence_checkpointing_renames
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    silence_checkpointing_renames()
+
+
+def error_line(err: BaseException) -> str:
+    """One line for an exception: ``path: reason`` for an ``OSError`` about a file, else the
+    first non-empty line of its message (its type name when it has none)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    for line in str(err).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(err).__name__
+
+
+def fail(err: BaseException | str, code: int = 2) -> int:
+    """Print ``error: <one line>`` on stderr; returns ``code`` (the exit status)."""
+    message = err if isinstance(err, str) else error_line(err)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
+    """``(debug, argv without --debug)``: ``--debug`` on the command line or ``TRL_GROUND_DEBUG``
+    set to anything but ``""`` / ``0``."""
+    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    return debug, [a for a in argv if a != DEBUG_FLAG]
+
+
+def command(main):
+    """Wrap ``main(argv: list[str]) -> int`` as an entry point ``main(argv=None) -> int``:
+    ``argv`` defaults to ``sys.argv[1:]``, ``--debug`` is taken out, warnings become lines,
+    and a ``ValueError`` / ``OSError`` becomes one ``error:`` line and exit status 2 (with
+    ``--debug``: the exception and its traceback)."""
+
+    @functools.wraps(main)
+    def entry_point(argv=None) -> int:
+        debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
+        show_warnings()
+        quiet_libraries()
+        try:
+            return main(argv)
+        except USER_ERRORS as err:
+            if debug:
+                raise
+            return fail(err)
+
+    return entry_point

@@ -13,10 +13,11 @@ skip`` leaves such images out and counts them); a wrong command line exits 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+
+from .common import ArgumentParser, command, fail
 
 __all__ = ["main"]
 
@@ -31,19 +32,14 @@ _OPTIONS = {
 }
 
 
-class _UsageError(Exception):
+class _UsageError(ValueError):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
-        raise _UsageError(message)
-
-
-def _parser() -> _Parser:
+def _parser() -> ArgumentParser:
     from trl_ground.formats import BBOX_FORMATS, FORMATS
 
-    ap = _Parser(prog="convert-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog="trl-ground-convert-data", description=__doc__)
     ap.add_argument("--from", dest="fmt", required=True, choices=sorted(FORMATS),
                     help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
     ap.add_argument("--out", required=True, help="the JSON to write (the project's training format)")
@@ -59,10 +55,10 @@ def _parser() -> _Parser:
     ap.add_argument("--bbox-format", default="coco", choices=BBOX_FORMATS,
                     help="hf: coco = [x, y, w, h] (default), xyxy = [x1, y1, x2, y2], yolo = [cx, cy, w, h] normalized")
     ap.add_argument("--bbox-normalized", action="store_true", help="hf: coco/xyxy boxes are in [0, 1] of the image, not pixels")
-    ap.add_argument("--image-column", default="image", help="hf: the Image column (default: image)")
-    ap.add_argument("--objects-column", default="objects", help="hf: the objects column (default: objects)")
-    ap.add_argument("--bbox-key", default="bbox", help="hf: the box field inside objects (default: bbox)")
-    ap.add_argument("--category-key", default="category", help="hf: the category field inside objects (default: category)")
+    ap.add_argument("--image-column", default="image", help="hf: the Image column")
+    ap.add_argument("--objects-column", default="objects", help="hf: the objects column")
+    ap.add_argument("--bbox-key", default="bbox", help="hf: the box field inside objects")
+    ap.add_argument("--category-key", default="category", help="hf: the category field inside objects")
     ap.add_argument("--on-bad-record", default="error", choices=["error", "skip"],
                     help="malformed input: stop with the error (default) or leave its image out")
     ap.add_argument("--summary", help="also write the summary as JSON to this file")
@@ -70,7 +66,7 @@ def _parser() -> _Parser:
     return ap
 
 
-def _options(ap: _Parser, args) -> dict:
+def _options(ap: ArgumentParser, args) -> dict:
     """The converter's keyword arguments; usage errors for missing or foreign options."""
     if args.fmt in ("yolo", "dota") and args.images is None:
         args.images = args.img_root
@@ -86,22 +82,18 @@ def _options(ap: _Parser, args) -> dict:
     return {kw: getattr(args, dest) for dest, kw in wanted.items()}
 
 
-def main(argv=None) -> int:
+@command
+def main(argv: list[str]) -> int:
     ap = _parser()
-    try:
-        args = ap.parse_args(argv)
-        options = _options(ap, args)
-    except _UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    args = ap.parse_args(argv)  # usage errors: ValueError, exit 2
+    options = _options(ap, args)
     from trl_ground.data_summary import summarize
     from trl_ground.formats import convert
 
     try:
         records, summary = convert(args.fmt, on_bad_record=args.on_bad_record, **options)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return fail(err, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(records, indent=1))
@@ -114,6 +106,9 @@ def main(argv=None) -> int:
         try:
             print(summarize(out, summary.img_root, on_bad_record=args.on_bad_record))
         except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+            return fail(err, 1)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,34 +28,31 @@ import sys
 from pathlib import Path
 
 from ..config.data import PROMPT_MODES
-from .common import show_warnings
+from .common import ArgumentParser, command
 
 __all__ = ["main"]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pred", required=True)
-    ap.add_argument("--gt", required=True)
+@command
+def main(argv: list[str]) -> int:
+    ap = ArgumentParser(prog="trl-ground-eval", description=__doc__)
+    ap.add_argument("--pred", required=True, help="predictions: trl-ground-predict's outputs.json (or a file in the training format)")
+    ap.add_argument("--gt", required=True, help="the ground truth: a JSON in the training format (e.g. test.json)")
     ap.add_argument("--img-root", "--img_root", help="image root of --gt (default: its folder)")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="the metrics JSON to write")
     ap.add_argument("--prompt-mode", "--prompt_mode", choices=PROMPT_MODES, default=None,
                     help="prompt mode of the predictions (default: from their 'mode' fields, else primary)")
     ap.add_argument("--add-negatives", "--add_negatives", action=argparse.BooleanOptionalAction, default=None,
                     help="expect one negative query per image (default: when the predictions hold negative queries)")
     ap.add_argument("--viz", help="draw ground truth and predictions as PNG into this folder")
     args = ap.parse_args(argv)
-    show_warnings()
     from ..evaluate import evaluate, markdown_report
 
-    try:
-        metrics = evaluate(args.pred, args.gt, args.img_root, args.prompt_mode, args.add_negatives)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    metrics = evaluate(args.pred, args.gt, args.img_root, args.prompt_mode, args.add_negatives)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(metrics, indent=2))
     print(markdown_report(metrics))
+    print(f"metrics -> {args.out}")
     if args.viz:
         _draw(args)
     return 0
@@ -70,7 +67,9 @@ def _draw(args) -> None:
     root = Path(args.img_root or Path(args.gt).parent)
     records, _ = load_records(args.gt, root, require_images=False)
     by_image = {r.image: r for r in records}
-    for p in read_predictions(args.pred).entries:
+    from tqdm.auto import tqdm
+
+    for p in tqdm(read_predictions(args.pred).entries, desc="drawing", unit="picture"):
         rec = by_image.get(p.image)
         if rec is None or not rec.image_path.exists():
             continue
@@ -81,3 +80,7 @@ def _draw(args) -> None:
         except IMAGE_ERRORS as err:
             print(f"warning: cannot draw {rec.image_path}: {err}", file=sys.stderr)
     print(f"pictures -> {args.viz}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,29 +1,23 @@
-"""GRPO on Qwen3-VL with the hybrid trainer's grounding scores as rewards (TRL's GRPOTrainer).
+"""GRPO on Qwen3-VL (TRL's GRPOTrainer) rewarded by the hybrid trainer's grounding scores:
+the same data, model options and scoring settings as trl-ground-sft; rewards chosen by name
+(--rewards grounding format) and weighted (--reward-weights 1.0 0.5).
 
-    trl-ground-grpo --config configs/grpo.yaml [--adapter runs/qlora/final] [--any-key value ...]
-
-Same data, model flags and scoring settings as ``trl-ground-sft``; rewards by name
-(``--rewards grounding format``) with ``--reward-weights``.
+examples:
+  trl-ground-grpo --config configs/grpo_demo.yaml     # after the SFT demo: starts from its model
+  trl-ground-grpo --config configs/grpo.yaml --train-json data/train.json --img-root data/ --adapter runs/qlora/final
 """
 
 from __future__ import annotations
 
 import sys
 
-from .common import run_reporting_errors
+from .common import command
+from .trainer_command import run_trainer_command
 
 
-def main(argv=None) -> int:
-    from trl_ground.config import GroundingGRPOConfig, parse_args
-
-    try:
-        data_args, model_args, scoring, config = parse_args(argv, config_class=GroundingGRPOConfig)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from trl_ground.grpo import run_grpo
-
-    return run_reporting_errors(run_grpo, data_args, model_args, scoring, config)
+@command
+def main(argv: list[str]) -> int:
+    return run_trainer_command(argv, "grpo", __doc__)
 
 
 if __name__ == "__main__":

@@ -32,20 +32,20 @@ to ``FILE`` with the suffix ``.gt.json`` (see :mod:`trl_ground.formats.coco_resu
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..config.data import PROMPT_MODES
-from .common import show_warnings
+from .common import ArgumentParser, command, error_line, fail
 
 __all__ = ["main"]
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__)  # prog: the name it was called by (also eval/generate_outputs_bbox.py)
     ap.add_argument("--model", required=True, help="merged/full model directory or id (the base, with --adapter)")
     ap.add_argument("--adapter", help="LoRA adapter directory (final/ of a run)")
     src = ap.add_mutually_exclusive_group(required=True)
@@ -54,13 +54,15 @@ def parse_args(argv=None):
     ap.add_argument("--img-root", "--img_root", help="image root of --test-json (default: its folder)")
     ap.add_argument("--class", dest="cls", default="object", help="class to look for in a --root folder")
     ap.add_argument("--prompt", help="a custom query for a --root folder")
-    ap.add_argument("--prompt-mode", "--prompt_mode", default="primary", choices=PROMPT_MODES)
-    ap.add_argument("--add-negatives", "--add_negatives", action="store_true")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=512, help="room for ~20 boxes")
-    ap.add_argument("--max-pixels", type=int, default=448 * 448)
-    ap.add_argument("--load-in-4bit", action="store_true")
+    ap.add_argument("--prompt-mode", "--prompt_mode", default="primary", choices=PROMPT_MODES,
+                    help="with --test-json: the prompts to ask (as in training)")
+    ap.add_argument("--add-negatives", "--add_negatives", action="store_true",
+                    help="with --test-json: also ask, per image, about a class absent from it")
+    ap.add_argument("--out", required=True, help="the answers, a JSON list (outputs.json)")
+    ap.add_argument("--batch-size", type=int, default=8, help="queries per generate call")
+    ap.add_argument("--max-new-tokens", type=int, default=512, help="token limit of an answer: room for ~20 boxes")
+    ap.add_argument("--max-pixels", type=int, default=448 * 448, help="images are resized to at most this many pixels")
+    ap.add_argument("--load-in-4bit", action="store_true", help="load the model in 4-bit NF4 (CUDA)")
     ap.add_argument("--viz", help="draw predictions (and ground truth) as PNG into this folder")
     ap.add_argument("--coco-results", help="also write the answers as COCO results (JSON list) to this file")
     ap.add_argument("--coco-annotations", help="with --coco-results: the COCO ground truth whose image / category ids to use")
@@ -136,17 +138,16 @@ def _write_errors(out: Path, errors: list[dict]) -> None:
         path.unlink(missing_ok=True)  # a list from an earlier run would mislead
 
 
-def main(argv=None) -> int:
+@command
+def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    show_warnings()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from ..predict import check_model_source, load_for_inference
+    from ..predict import load_for_inference
+    from ..preflight import check_model
 
     out = Path(args.out)
     try:
-        check_model_source(args.model)
-        if args.adapter:
-            check_model_source(args.adapter, "adapter", "adapter_config.json")
+        check_model(SimpleNamespace(model=args.model, adapter=args.adapter))
         if args.coco_annotations:
             from ..formats.coco import read_coco
 
@@ -156,17 +157,14 @@ def main(argv=None) -> int:
         if not os.access(out.parent, os.W_OK):
             raise ValueError(f"cannot write to {out.parent} (--out {out})")
     except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     try:
         model, processor = load_for_inference(args.model, args.adapter, args.load_in_4bit)
-    except (ValueError, OSError) as err:  # e.g. a Hub id that does not exist, or no network
-        print(f"error: cannot load {args.model}: {str(err).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as err:  # e.g. a Hub id that does not exist
+        return fail(f"cannot load {args.model}: {error_line(err)}")
     results = _run(args, model, processor, items, out, errors)
     if not results:
-        print(f"error: no answer: every image was skipped (listed in {errors_path(out)})", file=sys.stderr)
-        return 2
+        return fail(f"no answer: every image was skipped (listed in {errors_path(out)})")
     print(f"{len(results)} answers -> {out}")
     if errors:
         print(f"{len(errors)} skipped (listed in {errors_path(out)})")
@@ -176,8 +174,7 @@ def main(argv=None) -> int:
         try:
             written = write_coco_results(results, args.coco_results, args.coco_annotations, records)
         except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+            return fail(err)
         print(f"{written['boxes']} boxes as COCO results -> {written['results']} (ids of {written['ground_truth']})")
     if args.viz:
         _draw(args, results, truth, items)
@@ -189,7 +186,9 @@ def _draw(args, results, truth, items) -> None:
     from ..viz import draw_boxes
 
     by_path_query = {(it.image_path, it.query): i for i, it in enumerate(items)}
-    for n, r in enumerate(results):
+    from tqdm.auto import tqdm
+
+    for n, r in enumerate(tqdm(results, desc="drawing", unit="picture")):
         i = by_path_query.get((r["image_path"], r["query"]))
         name = f"{n:05d}_{Path(r['image_path']).stem}.png"
         try:
@@ -197,3 +196,7 @@ def _draw(args, results, truth, items) -> None:
         except IMAGE_ERRORS as err:
             print(f"warning: cannot draw {r['image_path']}: {err}", file=sys.stderr)
     print(f"pictures -> {args.viz}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

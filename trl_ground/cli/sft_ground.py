@@ -1,29 +1,24 @@
-"""Fine-tune Qwen3-VL for grounding with the hybrid loss (LM + grounding terms on sampled answers).
+"""Fine-tune Qwen3-VL to ground objects (answer with bounding boxes): SFT on the target
+answers plus grounding terms (IoU, false positives, false negatives) measured on answers
+sampled from the model, with a policy-gradient surrogate so that they have a gradient.
 
-    trl-ground-sft --config configs/qlora.yaml [--any-key value ...]
-
-Every config key is also a flag (``--train-json``, ``--img-root``, ``--lora-r``,
-``--iou-loss-weight``, ``--no-use-lora`` ...); flags override the YAML file.
+examples:
+  trl-ground-sft --config configs/demo.yaml          # tiny offline model, synthetic data, CPU, ~1 min
+  trl-ground-sft --config configs/qlora.yaml --train-json data/train.json --img-root data/
+  trl-ground-sft --config configs/qlora.yaml --train-json data/train.json --img-root data/ --lora-r 32 --lr 1e-4
 """
 
 from __future__ import annotations
 
 import sys
 
-from .common import run_reporting_errors
+from .common import command
+from .trainer_command import run_trainer_command
 
 
-def main(argv=None) -> int:
-    from trl_ground.config import parse_args
-
-    try:
-        data_args, model_args, scoring, config = parse_args(argv)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from trl_ground.train import run_sft
-
-    return run_reporting_errors(run_sft, data_args, model_args, scoring, config)
+@command
+def main(argv: list[str]) -> int:
+    return run_trainer_command(argv, "sft", __doc__)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from rewards import ScoringSettings
 
 from .data import DataArguments
 from .model import ModelArguments
+from .suggest import unknown_flags_message, unknown_keys_message
 
 __all__ = ["ALIASES", "REFERENCE_DEFAULTS", "GroundingParser", "finalize_args", "parse_args"]
 
@@ -71,8 +72,20 @@ class GroundingParser(TrlParser):
         renamed = {_canonical(k) if _canonical(k) in known else k: v for k, v in kwargs.items()}
         remaining = super().set_defaults_with_config(**renamed)
         if remaining:
-            raise ValueError(f"unknown key(s) in the config file: {remaining[::2]}")
+            raise ValueError(unknown_keys_message([k[2:] for k in remaining[::2]], known | set(ALIASES)))
         return remaining
+
+    def parse_known_args(self, args=None, namespace=None):
+        """Unknown flags fail here, before any dataclass is built, with the closest known names."""
+        namespace, remaining = super().parse_known_args(args, namespace)
+        if remaining:
+            known = {f.name for dtype in self.dataclass_types for f in fields(dtype)} | set(ALIASES) | {"config", "help_all"}
+            raise ValueError(unknown_flags_message(remaining, known))
+        return namespace, remaining
+
+    def error(self, message):
+        """argparse's usage errors (a bad value, a missing argument) as one ``ValueError`` line."""
+        raise ValueError(message)
 
 
 # How users of Hugging Face scripts write "resume from the latest checkpoint" (and "don't").

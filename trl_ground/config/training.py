@@ -13,6 +13,10 @@ from trl import GRPOConfig, SFTConfig
 
 from rewards.grpo import REWARDS
 
+from ..compat import silence_checkpointing_renames
+
+silence_checkpointing_renames()  # TRL's configs default gradient_checkpointing to True: see trl_ground.compat
+
 __all__ = ["CREDITS", "GRADIENT_MODES", "SAMPLERS", "GroundingGRPOConfig", "GroundingSFTConfig"]
 
 GRADIENT_MODES = ("policy_gradient", "none")
@@ -32,6 +36,15 @@ def _resolve_bf16(config) -> None:
         import torch
 
         config.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _pin_memory_only_with_cuda(config) -> None:
+    """Pinned host memory only speeds up copies to a GPU; without one, torch warns about it at
+    every dataloader, so it is turned off."""
+    if config.dataloader_pin_memory:
+        import torch
+
+        config.dataloader_pin_memory = torch.cuda.is_available()
 
 
 def _check_columns_kept(config) -> None:
@@ -143,6 +156,7 @@ class GroundingSFTConfig(SFTConfig):
             raise ValueError(f"baseline_momentum must lie in [0, 1), got {self.baseline_momentum}")
         _check_columns_kept(self)
         _resolve_bf16(self)
+        _pin_memory_only_with_cuda(self)
         super().__post_init__()
 
 
@@ -183,4 +197,5 @@ class GroundingGRPOConfig(GRPOConfig):
             raise ValueError(f"reward_weights has {len(self.reward_weights)} entries for {len(self.rewards)} rewards")
         _check_columns_kept(self)
         _resolve_bf16(self)
+        _pin_memory_only_with_cuda(self)
         super().__post_init__()

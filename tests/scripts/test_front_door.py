@@ -1,0 +1,150 @@
+"""What a newcomer meets first: one-line errors, a fast grouped --help, 'did you mean'."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from trl_ground.cli.grpo_ground import main as grpo_main
+from trl_ground.cli.sft_ground import main as sft_main
+
+from ..conftest import REPO
+
+DEMO = str(REPO / "configs" / "demo.yaml")
+QLORA = str(REPO / "configs" / "qlora.yaml")
+
+
+def one_line_error(capsys, main, argv, *needles):
+    """``main(argv)`` exits 2 with exactly one ``error:`` line on stderr holding ``needles``."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_config_file_mistakes(capsys, tmp_path):
+    one_line_error(capsys, sft_main, ["--config", str(tmp_path / "nope.yaml")], "nope.yaml: file not found")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    one_line_error(capsys, sft_main, ["--config", str(tmp_path / "bad.yaml")], "not valid YAML", "line")
+    (tmp_path / "typo.yaml").write_text("lora_rr: 8\n")
+    one_line_error(capsys, sft_main, ["--config", str(tmp_path / "typo.yaml")], "unknown key", "'lora_rr'", "did you mean lora_r")
+    one_line_error(capsys, grpo_main, ["--config"], "--config needs a YAML file")
+    one_line_error(capsys, sft_main, ["configs/demo.yaml"], "unexpected argument configs/demo.yaml", "did you mean --config")
+
+
+def test_unknown_flags_and_bad_values(capsys):
+    one_line_error(capsys, sft_main, ["--config", DEMO, "--lora_rr", "3"], "unknown option --lora_rr", "did you mean --lora-r")
+    one_line_error(capsys, grpo_main, ["--config", DEMO.replace("demo.yaml", "grpo_demo.yaml"), "--num-generatoins", "3"], "did you mean --num-generations")
+    one_line_error(capsys, sft_main, ["--config", DEMO, "--lora-r", "abc"], "invalid int value: 'abc'")
+    one_line_error(capsys, sft_main, ["--config", DEMO, "--lora-r", "-3"], "lora_r")
+
+
+def test_run_problems_are_found_before_loading(capsys, synthetic_data, tiny_model_dir, tmp_path):
+    train, test, root = synthetic_data
+    own = ["--model", str(tiny_model_dir), "--train-json", str(train), "--img-root", str(root), "--output-dir", str(tmp_path / "run"),
+           "--make-synthetic-data", "0"]
+    own_eval = ["--eval-json", str(test)]
+    # the demo config pointed at other data: its eval_json does not exist there
+    one_line_error(capsys, sft_main, ["--config", DEMO, *own, "--eval-json", str(tmp_path / "test.json")],
+                   "test.json: file not found", "--eval-strategy no")
+    one_line_error(capsys, sft_main, ["--config", DEMO, *own, "--eval-strategy", "no", "--train-json", str(tmp_path / "train.json")],
+                   "train_json", "file not found")
+    (tmp_path / "a_file").write_text("")
+    one_line_error(capsys, sft_main, ["--config", DEMO, *own, *own_eval, "--output-dir", str(tmp_path / "a_file")],
+                   "is a file")
+    grpo = ["--config", DEMO.replace("demo.yaml", "grpo_demo.yaml"), *own]
+    one_line_error(capsys, grpo_main, [*grpo, "--model", "someone/not-downloaded"],
+                   "someone/not-downloaded is not in the local Hugging Face cache", "--model")
+
+
+def test_four_bit_on_a_cpu_is_refused_before_the_processor_loads(capsys, monkeypatch, synthetic_data, tmp_path):
+    import torch
+
+    import trl_ground.train as train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train, "load_processor", lambda *a, **k: pytest.fail("the processor loaded before the GPU check"))
+    data, _, root = synthetic_data
+    one_line_error(capsys, sft_main, ["--config", QLORA, "--train-json", str(data), "--img-root", str(root), "--output-dir", str(tmp_path)],
+                   "load_in_4bit needs a CUDA GPU", "--no-load-in-4bit")
+
+
+def test_debug_shows_the_traceback(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="file not found"):
+        sft_main(["--config", str(tmp_path / "nope.yaml"), "--debug"])
+    monkeypatch.setenv("TRL_GROUND_DEBUG", "1")
+    with pytest.raises(ValueError, match="file not found"):
+        sft_main(["--config", str(tmp_path / "nope.yaml")])
+
+
+def test_small_commands_share_the_one_line_errors(capsys, tmp_path):
+    from trl_ground.cli.check_data import main as check_main
+    from trl_ground.cli.plot_training import main as plot_main
+
+    one_line_error(capsys, plot_main, [str(tmp_path)], "no trainer_state.json")
+    one_line_error(capsys, check_main, ["--train-json", str(tmp_path / "x.json")], "required", "--img-root")
+
+
+def help_of(module, *flags):
+    """``python -m <module> <flags>``: (stdout, seconds, modules that were imported)."""
+    code = (f"import sys, time; t = time.perf_counter(); from {module} import main; main({list(flags)!r}); "
+            "print('@@', time.perf_counter() - t, 'torch' in sys.modules, 'trl' in sys.modules)")
+    start = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - start
+    assert r.returncode == 0, r.stderr[-2000:]
+    text, _, tail = r.stdout.rpartition("@@")
+    _, torch_loaded, trl_loaded = tail.split()
+    return text, wall, torch_loaded == "True" or trl_loaded == "True"
+
+
+@pytest.mark.parametrize("module", ["trl_ground.cli.sft_ground", "trl_ground.cli.grpo_ground"])
+def test_help_is_fast_and_grouped(module):
+    text, seconds, heavy = help_of(module, "--help")
+    assert not heavy and seconds < 2.0, (seconds, heavy)
+    assert "examples:" in text and "--config configs/" in text
+    options = text.index("\noptions:")
+    assert text.index("--config FILE.yaml", options) < text.index("\nmodel:")
+    titles = ["\nmodel:", "\nLoRA:", "\ndata:", "scoring (how a sampled answer is scored):", "\nsampling (", "\ntraining and output:"]
+    positions = [text.index(t) for t in titles]
+    assert positions == sorted(positions)
+    for flag in ("--lora-r INT", "--train-json FILE", "--iou-loss-weight NUM", "--batch-size, --per-device-train-batch-size",
+                 "--lr, --learning-rate", "--output-dir DIR", "--help-all"):
+        assert flag in text
+    assert "(default: 16)" in text.split("--lora-r INT")[1].splitlines()[0]
+    assert "--adam-beta1" not in text and len(text.splitlines()) < 200  # TRL's own options: behind --help-all
+
+
+def test_help_all_lists_every_option():
+    text, _, _ = help_of("trl_ground.cli.sft_ground", "--help-all")
+    assert text.index("\nmodel:") < text.index("every option (TRL's and Transformers' included)") < text.index("--adam_beta1")
+
+
+def test_small_commands_show_help_and_defaults(capsys, monkeypatch):
+    from trl_ground.cli import common
+    from trl_ground.cli.check_data import main as check_main
+    from trl_ground.cli.make_synthetic_data import main as make_main
+    from trl_ground.cli.plot_training import main as plot_main
+
+    parsers = []
+    original = common.ArgumentParser.format_help
+    monkeypatch.setattr(common.ArgumentParser, "format_help", lambda self: parsers.append(self) or original(self))
+    for main in (check_main, make_main, plot_main):
+        with pytest.raises(SystemExit) as stop:
+            main(["--help"])
+        assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert len(parsers) == 3
+    for parser in parsers:
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            assert action.help, (parser.prog, action.option_strings)
+            shown = formatter._get_help_string(action)
+            if action.option_strings and not action.required and action.default not in (None, "==SUPPRESS=="):
+                assert "default" in shown, (parser.prog, action.option_strings, shown)
+    for needle in ("(default: 200)", "(default: primary)", "(default: RUN_DIR/training.png)", "--no-image-check"):
+        assert needle in " ".join(text.split()), needle

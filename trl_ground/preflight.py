@@ -1,0 +1,237 @@
+"""What a training run needs, checked before anything loads.
+
+Each check raises ``ValueError`` with one line that names what is wrong and what to do; the
+commands print it as ``error: ...`` (:mod:`trl_ground.cli.common`). :func:`check_run` is
+called by :func:`trl_ground.train.run_training` after the demo assets are built and before
+the data, the processor or the model load:
+
+- the files: ``train_json`` (or the YOLO / DOTA label folder and class file), ``img_root``,
+  ``eval_json`` (and an eval set whenever ``eval_strategy`` asks for one);
+- the model: a local directory holding ``config.json``, or a Hub id that is in the local
+  cache or reachable (checked in about a second: offline, or with the Hub unreachable, a
+  model missing from the cache fails at once instead of after minutes of retries);
+  an ``adapter`` directory holding ``adapter_config.json``;
+- the device: 4-bit (bitsandbytes) needs a CUDA GPU.
+
+The output directory and the checkpoint to resume from are checked next, by
+:func:`trl_ground.output_dir.prepare_output_dir` (writable, room for a checkpoint, no other
+run's outputs).
+
+:func:`check_config_file` checks a ``--config`` YAML file (exists, readable, a mapping)
+before it is parsed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+__all__ = [
+    "HUB_TIMEOUT_S",
+    "check_config_file",
+    "check_data_files",
+    "check_device",
+    "check_model",
+    "check_model_source",
+    "check_run",
+    "hub_reachable",
+    "looks_like_local_path",
+]
+
+# How long the Hub may take to accept a connection before it counts as unreachable.
+HUB_TIMEOUT_S = 1.5
+
+
+def check_run(data_args, model_args, config) -> None:
+    """Every check of a training run's inputs (data files, model, device).
+
+    Args:
+        data_args: :class:`~trl_ground.config.DataArguments`.
+        model_args: :class:`~trl_ground.config.ModelArguments`.
+        config: the trainer config (``eval_strategy``, ``use_cpu``).
+    Raises:
+        ValueError: one line, the first problem found.
+    """
+    check_data_files(data_args, getattr(config, "eval_strategy", "no"))
+    check_device(model_args, config)
+    check_model(model_args)
+
+
+# ---- files ----------------------------------------------------------------------------------
+def _readable_file(path, what: str, hint: str = "") -> None:
+    p = Path(path)
+    suffix = f" ({hint})" if hint else ""
+    if not p.exists():
+        raise ValueError(f"{what} {path}: file not found{suffix}")
+    if p.is_dir():
+        raise ValueError(f"{what} {path}: is a directory, not a file{suffix}")
+    if not os.access(p, os.R_OK):
+        raise ValueError(f"{what} {path}: not readable (permission denied)")
+
+
+def _directory(path, what: str) -> None:
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{what} {path}: directory not found")
+    if not p.is_dir():
+        raise ValueError(f"{what} {path}: is a file, not a directory")
+
+
+def check_config_file(path) -> None:
+    """A ``--config`` file: exists, is readable, and is a YAML mapping of keys to values.
+
+    Raises:
+        ValueError: ``config file X: file not found``, ``config file X is not valid YAML:
+            line L, column C: ...`` and the like.
+    """
+    import yaml
+
+    _readable_file(path, "config file")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"config file {path} is not UTF-8 text (byte {err.start})") from err
+    try:
+        content = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"config file {path} is not valid YAML: {where}{problem}") from err
+    if not isinstance(content, dict):
+        raise ValueError(f"config file {path} must be a YAML mapping (key: value lines), got {type(content).__name__}")
+
+
+def check_data_files(data_args, eval_strategy: str = "no") -> None:
+    """The data a run reads: ``img_root`` a directory; ``train_json`` (``json`` / ``coco``)
+    or ``train_labels`` / ``train_classes`` (``yolo`` / ``dota``) present; ``eval_json``
+    present when set, and set when ``eval_strategy`` evaluates."""
+    if not data_args.img_root:
+        raise ValueError("img_root is required (--img-root DIR: the folder that the image paths are relative to)")
+    if data_args.train_format in ("json", "coco") and not data_args.train_json:
+        raise ValueError("train_json is required (--train-json FILE); see the README's 'Your first real run'")
+    _directory(data_args.img_root, "img_root")
+    if data_args.train_format in ("json", "coco"):
+        _readable_file(data_args.train_json, "train_json", "make one with trl-ground-make-data or trl-ground-convert-data")
+    else:
+        _directory(data_args.train_labels, "train_labels")
+        if data_args.train_format == "yolo":
+            _readable_file(data_args.train_classes, "train_classes")
+    evaluates = str(getattr(eval_strategy, "value", eval_strategy)) != "no"
+    if data_args.eval_json:
+        _readable_file(data_args.eval_json, "eval_json", "--eval-json FILE for your test set, or --eval-strategy no to train without one")
+    elif evaluates:
+        raise ValueError(f"eval_strategy is {getattr(eval_strategy, 'value', eval_strategy)!r} but no eval_json is set "
+                         "(--eval-json FILE, or --eval-strategy no)")
+
+
+# ---- device -----------------------------------------------------------------------------------
+def check_device(model_args, config=None) -> None:
+    """4-bit loading (bitsandbytes NF4) needs a CUDA GPU."""
+    if not model_args.load_in_4bit:
+        return
+    import torch
+
+    if getattr(config, "use_cpu", False) or not torch.cuda.is_available():
+        raise ValueError("load_in_4bit needs a CUDA GPU (bitsandbytes 4-bit) and none is available: "
+                         "add --no-load-in-4bit to train a 16-bit base (more memory), or run on a GPU")
+
+
+# ---- model ------------------------------------------------------------------------------------
+def looks_like_local_path(name: str) -> bool:
+    """Whether ``name`` can only be meant as a local path (not a Hub id ``owner/name``)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if name.startswith(("/", ".", "~")) or os.sep in name.strip(os.sep) and Path(name).parent.is_dir():
+        return True
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return False
+
+
+def check_model_source(name: str, what: str = "model", marker: str = "config.json") -> None:
+    """Refuse, before anything loads, a ``name`` that is meant as a local directory and is
+    not one holding ``marker``. Hub ids (``owner/name``) are left to :func:`check_model`.
+
+    Raises:
+        ValueError: ``model directory not found: X`` (or ``adapter ...``) and the like.
+    """
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{what} directory not found: {name} is a file")
+        if not (path / marker).is_file():
+            raise ValueError(f"{name}: not a {what} directory (no {marker})")
+    elif looks_like_local_path(name):
+        raise ValueError(f"{what} directory not found: {name}")
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Whether the Hub endpoint (``HF_ENDPOINT``, or the proxy of ``HTTPS_PROXY``) accepts a
+    TCP connection within ``timeout`` seconds (name resolution included)."""
+    import socket
+
+    from huggingface_hub import constants
+
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlparse(proxy or constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    if not host:
+        return False
+    result = []
+
+    def connect():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)  # name resolution ignores socket timeouts
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return bool(constants.HF_HUB_OFFLINE) or flag.upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _go_offline() -> None:
+    """Make this process use the local cache only (no retries against an unreachable Hub)."""
+    from huggingface_hub import constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
+
+
+def check_model(model_args) -> None:
+    """The model (and ``adapter``) can be loaded without waiting on the network: a local
+    directory, or a Hub id that is cached or whose Hub is reachable. With the Hub unreachable
+    and the model cached, the process switches to offline mode."""
+    check_model_source(model_args.model)
+    if getattr(model_args, "adapter", None):
+        check_model_source(model_args.adapter, "adapter", "adapter_config.json")
+    if Path(model_args.model).expanduser().is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(model_args.model, "config.json"), str)
+    local_hint = (f"download it where there is a network (`hf download {model_args.model} --local-dir DIR`) "
+                  "and point --model at that directory")
+    if _hub_offline():
+        if not cached:
+            raise ValueError(f"model {model_args.model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {local_hint}")
+        return
+    if not hub_reachable():
+        if not cached:
+            raise ValueError(f"cannot reach the Hugging Face Hub and model {model_args.model} is not in the local cache: {local_hint}")
+        _go_offline()
