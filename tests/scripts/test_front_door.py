@@ -116,7 +116,7 @@ def test_help_is_fast_and_grouped(module):
                  "--lr, --learning-rate", "--output-dir DIR", "--help-all"):
         assert flag in text
     assert "(default: 16)" in text.split("--lora-r INT")[1].splitlines()[0]
-    assert "--adam-beta1" not in text and len(text.splitlines()) < 200  # TRL's own options: behind --help-all
+    assert "--adam-beta1" not in text and len(text.splitlines()) < 260  # TRL's own options: behind --help-all (916 lines before)
 
 
 def test_help_all_lists_every_option():
