@@ -16,9 +16,9 @@ little. The dense score fixes both:
   quality beats half the answer's score without it. ``norm="max"`` divides by ``max(N, M)``
   instead (Visual-RFT's choice).
 
-On a prompt with boxes (``M > 0``) the empty answer scores 0 and any answer with a box scores
-more (every pair quality is positive); on a prompt without boxes ``[]`` scores 1 and any
-box 0. Why the soft F1 rather than ``/ max(N, M)``: both give the same learning signal on
+On a prompt with boxes (``M > 0``) the empty answer scores 0 and, with ``giou_weight > 0``,
+any answer with a box scores more (every pair quality is then positive); on a prompt without
+boxes ``[]`` scores 1 and any box 0. Why the soft F1 rather than ``/ max(N, M)``: both give the same learning signal on
 the learning benchmark's warm start (``trl-ground-check-signal``, BENCHMARKS.md), but with
 ``max(N, M)`` extra boxes are free while ``N < M``, so spraying ``M`` guesses pays.
 """
@@ -58,8 +58,8 @@ class DenseScore:
 
     @property
     def n_missing(self) -> int:
-        """Ground-truth boxes left without a (non-duplicate) predicted box."""
-        return max(self.n_gt - int((~self.duplicate).sum()), 0)
+        """Ground-truth boxes that no predicted box is matched to."""
+        return self.n_gt - int((self.match >= 0).sum())
 
 
 def pair_quality(iou: np.ndarray, giou: np.ndarray, giou_weight: float) -> np.ndarray:

@@ -102,7 +102,8 @@ def token_advantages(
         mask: ``(R, T)`` 1 on the answers' tokens.
         tokenizer: decodes single tokens (to place them in the text).
     """
-    adv = answer_adv.detach().to(torch.float32).unsqueeze(1).expand(mask.shape).clone()
+    answer = answer_adv.detach().float().cpu().numpy()  # one device sync for the batch
+    out = np.repeat(answer[:, None], mask.shape[1], axis=1)
     ends, pieces = token_char_ends(completion_ids, mask, tokenizer)
     located, offset = 0, 0
     for i, (s, text, row_ends) in enumerate(zip(scored, texts, ends)):
@@ -111,16 +112,20 @@ def token_advantages(
         if "".join(row_pieces) != text:
             continue
         layout = answer_layout(text)
-        segments = segment_costs(s, layout, float(answer_adv[i]), float(baselines[i]))
+        segments = segment_costs(s, layout, float(answer[i]), float(baselines[i]))
         if len(segments) == 1:  # not a list of box objects: the answer's advantage everywhere
             continue
         located += 1
         bounds = np.array([end for end, _ in segments])
         values = np.array([value for _, value in segments])
-        last_char = np.maximum(row_ends - 1, 0)  # a token belongs to the segment of its last character
+        # A token belongs to the segment of its last character that is not white space (Qwen
+        # merges "}" or "]" with the line break after it); a blank token to that of its last.
+        trailing = np.array([len(p) - len(p.rstrip()) for p in row_pieces])
+        blank = trailing == np.array([len(p) for p in row_pieces])
+        last_char = np.maximum(row_ends - 1 - np.where(blank, 0, trailing), 0)
         seg = np.searchsorted(bounds, last_char, side="right")
         row_values = values[np.minimum(seg, len(values) - 1)]
         empty = np.diff(np.concatenate([[0], row_ends])) == 0  # special tokens (the end token)
-        row_values[empty] = float(answer_adv[i])
-        adv[i, :n] = torch.from_numpy(row_values).to(adv)
-    return adv, located / max(len(scored), 1)
+        row_values[empty] = answer[i]
+        out[i, :n] = row_values
+    return torch.from_numpy(out).to(device=answer_adv.device, dtype=torch.float32), located / max(len(scored), 1)

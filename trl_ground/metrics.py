@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rewards import grounding_terms, iou_matrix
+from rewards.dense import duplicate_mask
 
 __all__ = ["DUPLICATE_IOU", "Example", "answer_statistics", "average_precision", "count_metrics", "duplicate_boxes", "mean_average_precision"]
 
@@ -117,15 +118,13 @@ def mean_average_precision(examples: list[Example], iou_threshold: float = 0.5) 
 
 
 def duplicate_boxes(boxes: np.ndarray, iou_threshold: float = DUPLICATE_IOU) -> int:
-    """How many boxes of one answer have IoU > ``iou_threshold`` with an earlier box of it.
+    """How many boxes of one answer have IoU >= ``iou_threshold`` with an earlier box of it
+    (the dense score's rule, :func:`rewards.dense.duplicate_mask`).
 
     Args:
         boxes: ``(N, 4)`` xyxy in [0, 1], in the order the answer wrote them.
     """
-    if len(boxes) < 2:
-        return 0
-    earlier = np.tril(iou_matrix(boxes, boxes), k=-1)  # [i, j]: IoU of box i with box j < i
-    return int((earlier > iou_threshold).any(axis=1).sum())
+    return int(duplicate_mask(iou_matrix(boxes, boxes), iou_threshold).sum())
 
 
 def _fraction(part: int, whole: int) -> float | None:

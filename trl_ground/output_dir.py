@@ -202,7 +202,8 @@ def prepare_output_dir(config, model_args) -> None:
     resume = config.resume_from_checkpoint
     if resume:
         config.resume_from_checkpoint = resolve_resume(resume, out)
-        verify_checkpoint(config.resume_from_checkpoint)
+        if config.process_index == 0:  # reads every file of the checkpoint: once, not once per GPU
+            verify_checkpoint(config.resume_from_checkpoint)
     old = previous_run_outputs(out)
     if old and not resume and not config.overwrite_output_dir:
         raise OutputError(

@@ -67,11 +67,11 @@ def signal_report(texts: list[str], gts: list, k: int, settings: ScoringSettings
         "mean_group_std": _mean(spread),
         "zero_spread_fraction": _mean(spread < 1e-9),
     }
-    for name, rows in (("positives", positive), ("negatives", ~positive)):
+    for side, rows in (("positives", positive), ("negatives", ~positive)):
         c, e, a = cost[rows], empty[rows], adv[rows]
         mixed = e.any(axis=1) & (~e).any(axis=1)
         wins = [bool(e[i][np.argmin(c[i])]) for i in np.flatnonzero(mixed)]
-        report[name] = {
+        report[side] = {
             "prompts": int(rows.sum()),
             "empty_fraction": _mean(e),
             "cost_empty": _mean(c[e]),

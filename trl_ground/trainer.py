@@ -124,8 +124,18 @@ class GroundingSFTTrainer(SFTTrainer):
             adv = self._token_advantages(rollout)
             grounding = grounding + policy_surrogate(adv, answer_logp, rollout.samples.completion_mask)
         if rollout.k == 1:
-            self.baseline.update(rollout.cost)
+            self._update_running(self.baseline, rollout.cost)
         return grounding * self._grounding_scale(num_items_in_batch)
+
+    def _update_running(self, baseline: RunningBaseline, values: torch.Tensor) -> None:
+        """Update ``baseline`` with the mean of ``values`` over every process's (the running
+        baselines must be the same on every rank: one rank saves them, every rank restores
+        them); no update when no process has a value."""
+        total = torch.stack([values.float().sum(), torch.tensor(float(values.numel()), device=values.device)])
+        if self.accelerator.num_processes > 1:
+            total = self.accelerator.reduce(total, reduction="sum")
+        if total[1] > 0:
+            baseline.update(total[0] / total[1])
 
     def _token_advantages(self, rollout: Rollout) -> torch.Tensor:
         """``(R,)`` answer advantages, or ``(R, T)`` token advantages with box-level credit
@@ -139,9 +149,9 @@ class GroundingSFTTrainer(SFTTrainer):
             rollout.scored, samples.texts, adv, baselines, samples.completion_ids, samples.completion_mask, self.processing_class.tokenizer
         )
         self._log_means("train", {"box_credit_fraction": located})
-        qualities = [q for s in rollout.scored for q in s.dense.box_quality]
-        if rollout.k == 1 and qualities:
-            self.box_baseline.update(torch.tensor(qualities))
+        if rollout.k == 1:
+            qualities = [q for s in rollout.scored for q in s.dense.box_quality]
+            self._update_running(self.box_baseline, torch.tensor(qualities, device=rollout.cost.device))
         return token_adv.to(rollout.cost.device)
 
     def _samples_this_step(self, mode: str) -> bool:
@@ -260,6 +270,8 @@ class GroundingSFTTrainer(SFTTrainer):
             if self.args.should_save:
                 with open(os.path.join(staged, GROUNDING_STATE_FILE), "w") as f:
                     json.dump({"baseline": self.baseline.state_dict(), "box_baseline": self.box_baseline.state_dict()}, f)
+                if self._point_best_checkpoint_at(run_dir):
+                    self.state.save_to_json(os.path.join(staged, "trainer_state.json"))
         if self.args.should_save:
             rotate_checkpoints(
                 output_dir=run_dir,
@@ -267,6 +279,19 @@ class GroundingSFTTrainer(SFTTrainer):
                 best_model_checkpoint=self.state.best_model_checkpoint,
                 use_mtime=False,
             )
+
+    def _point_best_checkpoint_at(self, run_dir: str) -> bool:
+        """The Trainer looked for the best checkpoint in the staging directory: point
+        ``state.best_model_checkpoint`` at ``run_dir`` instead (where it is, or is about to
+        be). Returns whether it changed."""
+        best = self.state.best_global_step
+        if not best:
+            return False
+        path = os.path.join(run_dir, f"checkpoint-{best}")
+        if path == self.state.best_model_checkpoint or not (best == self.state.global_step or os.path.isdir(path)):
+            return False
+        self.state.best_model_checkpoint = path
+        return True
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         """``Trainer.train``, restoring the grounding state (the running baseline) of the

@@ -46,7 +46,8 @@ def test_qlora_trains_a_step_and_saves(tiny_model_dir, synthetic_data, tmp_path)
     trainer = run_sft(*parse_args([
         "--config", str(REPO / "configs/demo.yaml"), "--model", str(tiny_model_dir), "--build-tiny-model", "false",
         "--train-json", str(train), "--eval-json", str(test), "--img-root", str(root), "--make-synthetic-data", "0", "--eval-strategy", "no",
-        "--output-dir", str(tmp_path), "--load-in-4bit", "true", "--bf16", "true", "--max-steps", "2",
+        "--output-dir", str(tmp_path), "--use-lora", "true", "--lora-r", "8", "--lora-alpha", "16",
+        "--load-in-4bit", "true", "--bf16", "true", "--max-steps", "2",
     ]))
     assert any(type(m).__name__ == "Linear4bit" for m in trainer.model.modules())
     assert (tmp_path / "final" / "adapter_model.safetensors").exists() and (tmp_path / "final_merged" / "model.safetensors").exists()

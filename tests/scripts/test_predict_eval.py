@@ -55,7 +55,7 @@ def test_predict_with_merged_and_with_adapter_agree(tiny_model_dir, synthetic_da
     assert list((tmp_path / "viz2").glob("*.png"))
 
 
-def test_seed_usage_on_a_folder_of_images(tiny_model_dir, synthetic_data, tmp_path):
+def test_reference_script_usage_on_a_folder_of_images(tiny_model_dir, synthetic_data, tmp_path):
     _, _, root = synthetic_data
     r = subprocess.run([sys.executable, "eval/generate_outputs_bbox.py", "--root", str(root / "images"), "--model", str(tiny_model_dir),
                         "--out", str(tmp_path / "o.json"), "--max-new-tokens", "8", "--class", "ship"],

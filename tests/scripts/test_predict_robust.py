@@ -122,3 +122,24 @@ def test_final_merged_gets_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["final_merged"]  # nothing left beside it
+
+
+def test_the_training_runs_prompt_words_reach_the_model(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
+    """A run trained with its own system prompt and query template is asked the same way."""
+    import trl_ground.predict as predict_module
+
+    seen = []
+    real = predict_module.prompt_batch
+
+    def spy(processor, items, images, system_prompt, device):
+        seen.append((system_prompt, [item.query for item in items]))
+        return real(processor, items, images, system_prompt, device)
+
+    monkeypatch.setattr(predict_module, "prompt_batch", spy)
+    train, _, root = synthetic_data
+    out = tmp_path / "o.json"
+    assert main(["--model", str(tiny_model_dir), "--test-json", str(train), "--img-root", str(root), "--out", str(out),
+                 "--max-new-tokens", "4", "--system-prompt", "Be brief.", "--query-template", "Boxes of {class}?"]) == 0
+    system_prompt, queries = seen[0]
+    assert system_prompt == "Be brief." and queries[0].startswith("Boxes of ") and queries[0].endswith("?")
+    assert json.loads(out.read_text())[0]["query"] == queries[0]

@@ -92,3 +92,26 @@ def test_the_gradient_raises_a_good_box_and_lowers_a_bad_one(tokenizer):
     assert (change[good_tokens] > 0).all() and (change[bad_tokens] < 0).all()
     seq = step(adv)  # sequence credit: the answer costs less than "[]", so all its tokens go up
     assert (seq[good_tokens] > 0).all() and (seq[bad_tokens] > 0).all()
+
+
+def test_a_token_that_ends_in_white_space_belongs_to_what_it_closes():
+    """Qwen merges a closing bracket with the line break after it ("}\\n", "]\\n"): such a token
+    decides what its bracket decides (the box it ends, the list it closes)."""
+    from transformers import AddedToken
+
+    from trl_ground.tiny import build_tiny_processor
+
+    tok = build_tiny_processor().tokenizer
+    tok.add_tokens([AddedToken(w, normalized=False, special=False) for w in ("[\n", "}\n", "]\n", ",\n")])
+    text = f"[\n{GOOD},\n{BAD}\n]\n"
+    ids, mask = encode(tok, [text])
+    s = ScoringSettings()
+    scored = s.score([text], [GT])
+    adv, located = token_advantages(scored, [text], torch.tensor([0.25]), np.array([0.5]), ids, mask, tok)
+    pieces = [tok.decode([t]) for t in ids[0].tolist()]
+    value = dict(zip(pieces, adv[0].tolist()))
+    q_good, q_bad = scored[0].dense.box_quality
+    assert located == 1.0
+    assert value["[\n"] == pytest.approx(0.25)  # opens the list: the answer's advantage
+    assert value["}\n"] == pytest.approx(0.5 - q_bad)  # ends the bad box
+    assert value["]\n"] == pytest.approx(max(0.25, scored[0].dense.n_missing / 2))  # closes the list

@@ -63,7 +63,7 @@ def force_distinct_costs(monkeypatch):
     monkeypatch.setattr(trainer_module.GroundingSFTTrainer, "_sample", patched)
 
 
-def test_seed_literal_mode_has_plain_sft_gradients_and_policy_gradient_differs(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
+def test_literal_mode_has_plain_sft_gradients_and_policy_gradient_differs(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
     force_distinct_costs(monkeypatch)
     common = ("--gradient-accumulation-steps", "1", "--add-negatives", "false")
     plain = make_trainer(tiny_model_dir, synthetic_data, tmp_path / "a", "--grounding-loss", "false", *common)
@@ -227,3 +227,21 @@ def test_resumed_k1_run_reproduces_the_uninterrupted_losses(tiny_model_dir, synt
         for key in ("loss", "lm_loss", "grounding_cost"):
             assert resumed_logs[step][key] == pytest.approx(full_logs[step][key], rel=1e-5, abs=1e-6), (step, key)
     assert resumed.baseline.value == pytest.approx(full.baseline.value, rel=1e-6)
+
+
+def test_staged_checkpoints_keep_track_of_the_best_one(tiny_model_dir, synthetic_data, tmp_path):
+    """load_best_model_at_end with staged checkpoints: the best checkpoint is the real one in
+    output_dir (never the staging directory), survives rotation and is loaded at the end."""
+    out = tmp_path / "best"
+    trainer = make_trainer(
+        tiny_model_dir, synthetic_data, out, "--use-lora", "true", "--max-steps", "4", "--save-steps", "1", "--eval-steps", "1",
+        "--eval-strategy", "steps", "--save-total-limit", "1", "--load-best-model-at-end", "true",
+        "--metric-for-best-model", "eval_loss", "--grounding-loss", "false",
+    )
+    trainer.train()
+    best = trainer.state.best_model_checkpoint
+    assert best and ".staging" not in best and (out / best.split("/")[-1]).is_dir()
+    for ckpt in out.glob("checkpoint-*"):
+        saved = json.loads((ckpt / "trainer_state.json").read_text())["best_model_checkpoint"]
+        assert saved is None or ".staging" not in saved
+    assert not (out / ".staging").exists()

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from .common import ArgumentParser, command
+from .common import ArgumentParser, add_prompt_options, command, prompt_words
 
 # The table's columns: the report's JSON keys (positives.* are nested), and their widths.
 _COLUMNS = [("temperature", 11), ("variant", 19), ("mean_group_std", 14), ("zero_spread_fraction", 20),
@@ -40,8 +40,7 @@ def parse_args(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=256, help="token limit of a sampled answer")
     ap.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
     ap.add_argument("--max-pixels", type=int, default=448 * 448, help="images are resized to at most this many pixels")
-    ap.add_argument("--system-prompt", help="the training run's system prompt (default: the project's)")
-    ap.add_argument("--query-template", help="the training run's query template, with {class} (default: the project's)")
+    add_prompt_options(ap)
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
     ap.add_argument("--out", help="write the reports as JSON")
     return ap.parse_args(argv)
@@ -85,8 +84,7 @@ def main(argv: list[str]) -> int:
     torch.manual_seed(args.seed)
     root = args.img_root or str(Path(args.test_json).parent)
     records, _ = load_records(args.test_json, root)
-    words = {k: v for k, v in (("system_prompt", args.system_prompt), ("query_template", args.query_template)) if v}
-    data_args = DataArguments(add_negatives=args.add_negatives, **words)
+    data_args = DataArguments(add_negatives=args.add_negatives, **prompt_words(args))
     rows = build_examples(records, data_args)[: args.limit]
     items, gts = items_from_examples(rows), [r["gt_boxes"] for r in rows]
     check_model(SimpleNamespace(model=args.model, adapter=args.adapter))

@@ -24,9 +24,11 @@ __all__ = [
     "DEBUG_FLAG",
     "USER_ERRORS",
     "ArgumentParser",
+    "add_prompt_options",
     "command",
     "error_line",
     "fail",
+    "prompt_words",
     "quiet_libraries",
     "run_reporting_errors",
     "show_warnings",
@@ -100,8 +102,9 @@ def run_reporting_errors(run, *args) -> int:
     """``run(*args)``, returning the exit status: 0; 2 when the output directory or the
     checkpoint to resume from cannot be used (found before the model loads); 1 for a disk
     that filled up during a save or a file that cannot be read. Those failures are one
-    ``error: ...`` line (:func:`trl_ground.run_errors.describe`); any other error keeps its
-    traceback. The library's warnings are ``warning: ...`` lines (:func:`show_warnings`)."""
+    ``error: ...`` line (:func:`trl_ground.run_errors.describe`), unless ``--debug`` was given
+    (:func:`command` then sets ``TRL_GROUND_DEBUG``); any other error keeps its traceback.
+    The library's warnings are ``warning: ...`` lines (:func:`show_warnings`)."""
     from trl_ground.run_errors import OutputError, describe
 
     show_warnings()
@@ -109,13 +112,25 @@ def run_reporting_errors(run, *args) -> int:
         run(*args)
     except Exception as err:
         message = describe(err)
-        if message is None:
+        if message is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
         if sys.stderr.isatty():
             print(file=sys.stderr)  # end the line of an interrupted progress bar
         print(f"error: {message}", file=sys.stderr)
         return 2 if isinstance(err, OutputError) else 1
     return 0
+
+
+def add_prompt_options(parser: argparse.ArgumentParser) -> None:
+    """``--system-prompt`` and ``--query-template``: the words a training run used (commands
+    that ask a trained model must ask it the same way)."""
+    parser.add_argument("--system-prompt", help="the training run's system prompt (default: the project's)")
+    parser.add_argument("--query-template", help="the training run's query template, with {class} (default: the project's)")
+
+
+def prompt_words(args) -> dict:
+    """The :func:`add_prompt_options` given, as ``DataArguments`` keywords."""
+    return {k: v for k, v in (("system_prompt", args.system_prompt), ("query_template", args.query_template)) if v}
 
 
 def quiet_libraries() -> None:
@@ -166,6 +181,8 @@ def command(main):
     @functools.wraps(main)
     def entry_point(argv=None) -> int:
         debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
+        if debug:
+            os.environ[DEBUG_ENV] = "1"  # for the runs' own error reporting (run_reporting_errors)
         show_warnings()
         quiet_libraries()
         try:

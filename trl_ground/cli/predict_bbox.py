@@ -39,7 +39,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..config.data import PROMPT_MODES
-from .common import ArgumentParser, command, error_line, fail
+from .common import ArgumentParser, add_prompt_options, command, error_line, fail, prompt_words
 
 __all__ = ["main"]
 
@@ -62,6 +62,8 @@ def parse_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=8, help="queries per generate call")
     ap.add_argument("--max-new-tokens", type=int, default=512, help="token limit of an answer: room for ~20 boxes")
     ap.add_argument("--max-pixels", type=int, default=448 * 448, help="images are resized to at most this many pixels")
+    ap.add_argument("--min-pixels", type=int, default=32 * 32, help="... and at least this many")
+    add_prompt_options(ap)
     ap.add_argument("--load-in-4bit", action="store_true", help="load the model in 4-bit NF4 (CUDA)")
     ap.add_argument("--viz", help="draw predictions (and ground truth) as PNG into this folder")
     ap.add_argument("--coco-results", help="also write the answers as COCO results (JSON list) to this file")
@@ -80,9 +82,10 @@ def _items(args) -> tuple[list, dict, list[dict], list]:
     from ..records import load_records
 
     if args.root:
-        return items_from_folder(args.root, args.cls, args.prompt), {}, [], []
+        query = args.prompt or (args.query_template.replace("{class}", args.cls) if args.query_template else None)
+        return items_from_folder(args.root, args.cls, query), {}, [], []
     records, skipped = load_records(args.test_json, args.img_root or Path(args.test_json).parent, on_bad_record="skip")
-    rows = build_examples(records, DataArguments(prompt_mode=args.prompt_mode, add_negatives=args.add_negatives))
+    rows = build_examples(records, DataArguments(prompt_mode=args.prompt_mode, add_negatives=args.add_negatives, **prompt_words(args)))
     if not rows:
         raise ValueError(f"{args.test_json}: no query to ask ({len(records)} valid records, {len(skipped)} skipped)")
     return items_from_examples(rows), {i: r["gt_boxes"] for i, r in enumerate(rows)}, [{"error": why} for why in skipped], records
@@ -98,13 +101,18 @@ def _write_json(path: Path, data) -> None:
 def _run(args, model, processor, items, out: Path, errors: list[dict]) -> list[dict]:
     """Predict, appending each answer to ``<out>.partial``; writes ``out`` at the end or on
     failure (the answers so far), then removes the partial file."""
+    from ..config.data import DataArguments
     from ..predict import iter_predictions
 
     partial = out.with_name(out.name + ".partial")
     results: list[dict] = []
     try:
         with partial.open("w") as stream:
-            for result in iter_predictions(model, processor, items, args.batch_size, args.max_new_tokens, args.max_pixels):
+            words = prompt_words(args)
+            system_prompt = words.get("system_prompt", DataArguments().system_prompt)
+            for result in iter_predictions(
+                model, processor, items, args.batch_size, args.max_new_tokens, args.max_pixels, args.min_pixels, system_prompt
+            ):
                 if "error" in result:
                     print(f"warning: skipped {result['image_path']}: {result['error']}", file=sys.stderr)
                     errors.append(result)

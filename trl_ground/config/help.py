@@ -73,7 +73,6 @@ _HELP = {
     "save_total_limit": "Keep at most this many checkpoints (the oldest are deleted).",
     "eval_steps": "With eval_strategy steps: evaluate every N optimizer steps (default: logging_steps).",
     "per_device_eval_batch_size": "Batch size per device for evaluation.",
-    "resume_from_checkpoint": "Continue a run from this checkpoint-N directory (optimizer, schedule, data position).",
     "gradient_checkpointing": "Recompute activations in the backward pass: less memory, ~20% slower.",
     "bf16": "bf16 mixed precision.",
     "use_cpu": "Train on the CPU even when a GPU is present.",
