@@ -150,3 +150,14 @@ def test_small_commands_show_help_and_defaults(capsys, monkeypatch):
                 assert "default" in shown, (parser.prog, action.option_strings, shown)
     for needle in ("(default: 200)", "(default: primary)", "(default: RUN_DIR/training.png)", "--no-image-check"):
         assert needle in " ".join(text.split()), needle
+
+
+def test_debug_shows_the_traceback_and_does_not_leak(capsys, tmp_path):
+    import os
+
+    from trl_ground.cli.common import DEBUG_ENV
+
+    with pytest.raises(ValueError, match="nope.yaml"):
+        sft_main(["--config", str(tmp_path / "nope.yaml"), "--debug"])
+    assert DEBUG_ENV not in os.environ  # the next command is quiet again
+    one_line_error(capsys, sft_main, ["--config", str(tmp_path / "nope.yaml")], "nope.yaml: file not found")

@@ -181,6 +181,7 @@ def command(main):
     @functools.wraps(main)
     def entry_point(argv=None) -> int:
         debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
+        previous = os.environ.get(DEBUG_ENV)
         if debug:
             os.environ[DEBUG_ENV] = "1"  # for the runs' own error reporting (run_reporting_errors)
         show_warnings()
@@ -191,5 +192,10 @@ def command(main):
             if debug:
                 raise
             return fail(err)
+        finally:
+            if previous is None:
+                os.environ.pop(DEBUG_ENV, None)
+            else:
+                os.environ[DEBUG_ENV] = previous
 
     return entry_point
