@@ -12,8 +12,12 @@ by what they decide, in the answer's characters (:func:`rewards.layout.answer_la
   down). ``b`` is the mean quality of all boxes of the prompt's K answers, or a running mean
   when K = 1. On a prompt without boxes every box carries 1.
 - **the closing** ``]`` (from the end of the last object through ``]``) carries
-  ``max(A_i, missing / M)``: closing the list while ``missing`` of the ``M`` ground-truth
-  boxes have no box is pushed down; otherwise it carries the answer's advantage.
+  ``A_i + (m_i - m)``: ``m_i`` is the fraction of the ``M`` ground-truth boxes the answer
+  left without a box, ``m`` its mean over the prompt's K answers (K = 1: ``m = m_i``).
+  Closing earlier than the group's other answers is pushed down, closing later raised; the
+  correction is relative, so on a prompt every answer under-covers, ``]`` is not pushed
+  down for all of them (an absolute penalty taught a random model never to close a list).
+  On a prompt without boxes it carries ``A_i``.
 - **everything else** (the opening ``[``, the end token, answers that are not a list of box
   objects) carries ``A_i``.
 
@@ -23,36 +27,61 @@ surrogate's value stays 0.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
 from rewards import ScoredAnswer
 from rewards.layout import AnswerLayout, answer_layout
 
-__all__ = ["box_baselines", "segment_costs", "token_advantages", "token_char_ends"]
+__all__ = ["GroupBaselines", "box_baselines", "missing_fraction", "segment_costs", "token_advantages", "token_char_ends"]
 
 
-def box_baselines(scored: list[ScoredAnswer], k: int, running: float | None) -> np.ndarray:
-    """``(R,)`` the box-quality baseline ``b`` of each answer's group (K consecutive answers):
-    the mean matched quality over all boxes of the group (K > 1), or ``running`` when K = 1
-    (the group's own mean before there is one; 0 when the group has no box)."""
-    out = np.zeros(len(scored))
+class GroupBaselines(NamedTuple):
+    """Per answer, what its group (the prompt's K answers) typically does.
+
+    Attributes:
+        box_quality: ``(R,)`` the baseline ``b`` of a box's matched quality.
+        missing: ``(R,)`` the mean fraction ``m`` of ground-truth boxes left without a box.
+    """
+
+    box_quality: np.ndarray
+    missing: np.ndarray
+
+
+def missing_fraction(scored: ScoredAnswer) -> float:
+    """The fraction of the ground-truth boxes the answer left without a box (0 without any)."""
+    return scored.dense.n_missing / scored.dense.n_gt if scored.dense.n_gt else 0.0
+
+
+def box_baselines(scored: list[ScoredAnswer], k: int, running: float | None) -> GroupBaselines:
+    """The baselines of each answer's group (K consecutive answers). ``box_quality``: the
+    mean matched quality over all boxes of the group (K > 1), or ``running`` when K = 1 (the
+    group's own mean before there is one; 0 when the group has no box). ``missing``: the
+    group's mean missing fraction (K = 1: the answer's own, so the closing carries ``A_i``)."""
+    quality, missing = np.zeros(len(scored)), np.zeros(len(scored))
     for g in range(0, len(scored), k):
-        qualities = np.concatenate([s.dense.box_quality for s in scored[g : g + k]])
+        group = scored[g : g + k]
+        qualities = np.concatenate([s.dense.box_quality for s in group])
         if k == 1 and running is not None:
-            out[g : g + k] = running
+            quality[g : g + k] = running
         else:
-            out[g : g + k] = float(qualities.mean()) if qualities.size else 0.0
-    return out
+            quality[g : g + k] = float(qualities.mean()) if qualities.size else 0.0
+        missing[g : g + k] = float(np.mean([missing_fraction(s) for s in group]))
+    return GroupBaselines(quality, missing)
 
 
 _REST = 1 << 62  # the end of the last segment: the rest of the text
 
 
-def segment_costs(scored: ScoredAnswer, layout: AnswerLayout | None, answer_adv: float, baseline: float) -> list[tuple[int, float]]:
+def segment_costs(
+    scored: ScoredAnswer, layout: AnswerLayout | None, answer_adv: float, baseline: float, missing_baseline: float
+) -> list[tuple[int, float]]:
     """The answer's characters as consecutive segments ``[(end, cost advantage), ...]``
     (each segment runs from the previous end; the last one covers the rest of the text).
-    A single segment with ``answer_adv`` when the layout does not match the parsed boxes."""
+    A single segment with ``answer_adv`` when the layout does not match the parsed boxes.
+    ``baseline`` and ``missing_baseline``: the group's ``b`` and ``m`` (:class:`GroupBaselines`)."""
     dense = scored.dense
     if layout is None or dense is None or len(layout.objects) != len(dense.box_quality):
         return [(_REST, answer_adv)]
@@ -61,7 +90,7 @@ def segment_costs(scored: ScoredAnswer, layout: AnswerLayout | None, answer_adv:
     for (_, end), quality in zip(layout.objects, dense.box_quality):
         segments.append((end, 1.0 if m == 0 else baseline - float(quality)))
     if layout.close is not None:
-        segments.append((layout.close + 1, answer_adv if m == 0 else max(answer_adv, dense.n_missing / m)))
+        segments.append((layout.close + 1, answer_adv + missing_fraction(scored) - missing_baseline))
     return segments + [(_REST, answer_adv)]
 
 
@@ -85,7 +114,7 @@ def token_advantages(
     scored: list[ScoredAnswer],
     texts: list[str],
     answer_adv: torch.Tensor,
-    baselines: np.ndarray,
+    baselines: GroupBaselines,
     completion_ids: torch.Tensor,
     mask: torch.Tensor,
     tokenizer,
@@ -97,7 +126,7 @@ def token_advantages(
         scored: ``R`` answers scored with their dense scores.
         texts: the ``R`` decoded answers.
         answer_adv: ``(R,)`` sequence-level cost advantages ``A_i``.
-        baselines: ``(R,)`` box-quality baselines (:func:`box_baselines`).
+        baselines: the groups' baselines (:func:`box_baselines`).
         completion_ids: ``(R, T)`` the answers' tokens.
         mask: ``(R, T)`` 1 on the answers' tokens.
         tokenizer: decodes single tokens (to place them in the text).
@@ -112,7 +141,7 @@ def token_advantages(
         if "".join(row_pieces) != text:
             continue
         layout = answer_layout(text)
-        segments = segment_costs(s, layout, float(answer[i]), float(baselines[i]))
+        segments = segment_costs(s, layout, float(answer[i]), float(baselines.box_quality[i]), float(baselines.missing[i]))
         if len(segments) == 1:  # not a list of box objects: the answer's advantage everywhere
             continue
         located += 1

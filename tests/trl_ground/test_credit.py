@@ -6,7 +6,7 @@ import torch
 
 from rewards import ScoringSettings
 from rewards.layout import answer_layout
-from trl_ground.credit import box_baselines, segment_costs, token_advantages
+from trl_ground.credit import GroupBaselines, box_baselines, segment_costs, token_advantages
 from trl_ground.policy_gradient import advantages, policy_surrogate
 from trl_ground.tiny import build_tiny_processor
 
@@ -42,25 +42,33 @@ def test_segments_price_each_box_and_the_closing_decision():
     good_and_bad, closes_early = s.score([f"[{GOOD}, {BAD}]", f"[{GOOD}]"], [GT, GT])
     q_good, q_bad = good_and_bad.dense.box_quality
     assert q_good == 1.0 and q_bad < 0.2
-    segs = segment_costs(good_and_bad, answer_layout(f"[{GOOD}, {BAD}]"), 0.3, baseline=0.5)
+    segs = segment_costs(good_and_bad, answer_layout(f"[{GOOD}, {BAD}]"), 0.3, baseline=0.5, missing_baseline=0.0)
     values = [v for _, v in segs]
     assert values == [0.3, pytest.approx(0.5 - q_good), pytest.approx(0.5 - q_bad), 0.3, 0.3]  # [, good, bad, ], rest
-    # closing while one of the two ground-truth boxes has no box: pushed down whatever the answer's advantage
-    early = [v for _, v in segment_costs(closes_early, answer_layout(f"[{GOOD}]"), -0.4, baseline=0.5)]
-    assert early[2] == pytest.approx(0.5)  # 1 of 2 missing
+    # closing while 1 of the 2 ground-truth boxes has no box, where the group typically leaves
+    # a quarter without one: pushed down by the difference, on top of the answer's advantage
+    early = [v for _, v in segment_costs(closes_early, answer_layout(f"[{GOOD}]"), -0.4, 0.5, missing_baseline=0.25)]
+    assert early[2] == pytest.approx(-0.4 + 0.5 - 0.25)
+    # when the whole group closes that early, closing is not singled out
+    assert segment_costs(closes_early, answer_layout(f"[{GOOD}]"), -0.4, 0.5, missing_baseline=0.5)[2][1] == pytest.approx(-0.4)
     negative = s.score([f"[{GOOD}]"], [[]])[0]
-    assert [v for _, v in segment_costs(negative, answer_layout(f"[{GOOD}]"), 0.2, 0.0)][1] == 1.0  # a box where there is none
+    assert [v for _, v in segment_costs(negative, answer_layout(f"[{GOOD}]"), 0.2, 0.0, 0.0)][1] == 1.0  # a box where there is none
     garbage = s.score(["the ship is at the top"], [GT])[0]
-    assert segment_costs(garbage, answer_layout("the ship is at the top"), 0.7, 0.5) == [(1 << 62, 0.7)]
+    assert segment_costs(garbage, answer_layout("the ship is at the top"), 0.7, 0.5, 0.0) == [(1 << 62, 0.7)]
 
 
 def test_box_baselines_use_the_group_or_the_running_mean():
     s = ScoringSettings()
     scored = s.score([f"[{GOOD}]", f"[{BAD}]", "[]", f"[{GOOD}, {GOOD}]"], [GT] * 4)
-    b = box_baselines(scored, 2, None)
+    b, missing = box_baselines(scored, 2, None)
     assert b[0] == b[1] == pytest.approx((1.0 + scored[1].dense.box_quality[0]) / 2)
     assert b[2] == b[3] == pytest.approx(0.5)  # the duplicate counts with quality 0
-    assert (box_baselines(scored, 1, 0.25) == 0.25).all()
+    # missing: [GOOD] and [BAD] each leave 1 of the 2 boxes unmatched (the bad box is matched,
+    # poorly); [] leaves 2 of 2, the duplicates 1 of 2
+    assert missing[0] == missing[1] == pytest.approx(0.5) and missing[2] == missing[3] == pytest.approx(0.75)
+    single = box_baselines(scored, 1, 0.25)
+    assert (single.box_quality == 0.25).all()
+    assert list(single.missing) == pytest.approx([0.5, 0.5, 1.0, 0.5])  # K = 1: the answer's own (the closing carries A_i)
 
 
 def test_the_gradient_raises_a_good_box_and_lowers_a_bad_one(tokenizer):
@@ -107,11 +115,12 @@ def test_a_token_that_ends_in_white_space_belongs_to_what_it_closes():
     ids, mask = encode(tok, [text])
     s = ScoringSettings()
     scored = s.score([text], [GT])
-    adv, located = token_advantages(scored, [text], torch.tensor([0.25]), np.array([0.5]), ids, mask, tok)
+    baselines = GroupBaselines(box_quality=np.array([0.5]), missing=np.array([0.0]))
+    adv, located = token_advantages(scored, [text], torch.tensor([0.25]), baselines, ids, mask, tok)
     pieces = [tok.decode([t]) for t in ids[0].tolist()]
     value = dict(zip(pieces, adv[0].tolist()))
     q_good, q_bad = scored[0].dense.box_quality
     assert located == 1.0
     assert value["[\n"] == pytest.approx(0.25)  # opens the list: the answer's advantage
     assert value["}\n"] == pytest.approx(0.5 - q_bad)  # ends the bad box
-    assert value["]\n"] == pytest.approx(max(0.25, scored[0].dense.n_missing / 2))  # closes the list
+    assert value["]\n"] == pytest.approx(0.25 + scored[0].dense.n_missing / 2)  # closes the list (its group covers all)

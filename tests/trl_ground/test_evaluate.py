@@ -199,8 +199,10 @@ def test_command_line_warns_in_one_line_each_and_fails_in_one_line(gt, tmp_path,
     preds = answers(gt)[:5] + [{**answers(gt)[0], "boxes": [[100, 100, 300, 300]], "scores": [1.0]}]
     (tmp_path / "p.json").write_text(json.dumps(preds))
     assert main(["--pred", str(tmp_path / "p.json"), "--gt", str(gt), "--out", str(tmp_path / "m.json")]) == 0
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 3 and all(line.startswith("warning: ") for line in err)  # missing, duplicate, out of range
+    captured = capsys.readouterr()
+    *warnings, where = captured.err.splitlines()
+    assert len(warnings) == 3 and all(line.startswith("warning: ") for line in warnings)  # missing, duplicate, out of range
+    assert where == f"metrics -> {tmp_path / 'm.json'}" and "metrics ->" not in captured.out  # stdout: the report alone
     counts = json.loads((tmp_path / "m.json").read_text())["counts"]
     assert (counts["missing_predictions"], counts["duplicate_predictions"], counts["out_of_range_predictions"]) == (6, 1, 1)
 

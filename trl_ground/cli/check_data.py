@@ -37,6 +37,12 @@ def main(argv: list[str]) -> int:
                     help="tokenizer/processor directory or id for exact token counts (default: the project's byte-level "
                          "tokenizer, an upper bound)")
     args = ap.parse_args(argv)
+    if args.tokenizer:  # a Hub id offline fails at once, not after minutes of retries
+        from types import SimpleNamespace
+
+        from ..preflight import check_model
+
+        check_model(SimpleNamespace(model=args.tokenizer, adapter=None))
     from ..data_summary import summarize
 
     print(summarize(args.train_json, args.img_root, args.prompt_mode, args.add_negatives, args.on_bad_record, args.tokenizer,

@@ -64,6 +64,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # a typo of a flag is an error, not another flag
         super().__init__(*args, **kwargs)
         # taken out of argv by `command` before parsing; listed here so that --help shows it
         self.add_argument(DEBUG_FLAG, action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)

@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(metrics, indent=2))
     print(markdown_report(metrics))
-    print(f"metrics -> {args.out}")
+    print(f"metrics -> {args.out}", file=sys.stderr)  # stdout is the report alone: `> metrics.md`
     if args.viz:
         _draw(args)
     return 0

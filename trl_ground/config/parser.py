@@ -64,7 +64,8 @@ class GroundingParser(TrlParser):
     with the reference script's defaults and aliases; unknown YAML keys fail with their names."""
 
     def __init__(self, config_class):
-        super().__init__((DataArguments, ModelArguments, ScoringSettings, config_class))
+        # no abbreviations: a typo such as --max-step must fail, not pass as --max-steps
+        super().__init__((DataArguments, ModelArguments, ScoringSettings, config_class), allow_abbrev=False)
         self.set_defaults(**REFERENCE_DEFAULTS)
 
     def set_defaults_with_config(self, **kwargs) -> list[str]:
