@@ -51,6 +51,8 @@ def test_unknown_yaml_key_and_cli_flag_fail(tmp_path):
         parse_args(["--config", str(cfg)])
     with pytest.raises(ValueError, match="--no-such-flag"):
         parse_args(["--no-such-flag", "1"])
+    with pytest.raises(ValueError, match="--max-step"):  # a typo is not taken for --max-steps
+        parse_args(["--max-step", "3"])
 
 
 def test_reference_script_flags_and_defaults():
