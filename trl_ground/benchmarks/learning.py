@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trl_ground.benchmarks import benchmark_command
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from transformers import TrainerCallback  # noqa: E402
@@ -644,10 +646,7 @@ def run(argv=None) -> dict | None:
     return result
 
 
-def main(argv=None) -> int:
-    """The command: run the benchmark (its result is written to ``--out``)."""
-    run(argv)
-    return 0
+main = benchmark_command(run)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from trl_ground.benchmarks import benchmark_command
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -96,10 +98,7 @@ def run(argv=None) -> dict:
     return result
 
 
-def main(argv=None) -> int:
-    """The command: run the benchmark (its result is written to ``--out``/``--json``)."""
-    run(argv)
-    return 0
+main = benchmark_command(run)
 
 
 if __name__ == "__main__":

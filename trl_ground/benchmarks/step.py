@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trl_ground.benchmarks import benchmark_command
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -272,10 +274,7 @@ def run(argv=None) -> dict:
     return result
 
 
-def main(argv=None) -> int:
-    """The command: run the benchmark (its result is written to ``--out``/``--json``)."""
-    run(argv)
-    return 0
+main = benchmark_command(run)
 
 
 if __name__ == "__main__":
