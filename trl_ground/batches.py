@@ -109,6 +109,9 @@ class Samples:
         completion_mask: ``(R, T)``, 1 on the answer's tokens up to and including its end token.
         truncated: ``(R,)`` bool, the answer hit the token limit without ending.
         texts: ``R`` decoded answers.
+        sampler_logprobs: ``(R, T)`` log-probability (temperature 1) of each token under the
+            model that sampled it, when that model is not exactly the trained one (merged
+            sampling weights); None otherwise.
     """
 
     prompts: PromptBatch
@@ -116,6 +119,7 @@ class Samples:
     completion_mask: torch.Tensor
     truncated: torch.Tensor
     texts: list[str]
+    sampler_logprobs: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["RunningBaseline", "advantages", "answer_token_logprobs", "policy_surrogate"]
+__all__ = ["RunningBaseline", "advantages", "answer_token_logprobs", "policy_surrogate", "truncated_importance_weights"]
 
 
 def advantages(cost: torch.Tensor, k: int, running_baseline: float | None) -> torch.Tensor:
@@ -51,6 +51,15 @@ def policy_surrogate(token_advantages: torch.Tensor, token_logp: torch.Tensor, m
     mask = mask.to(token_logp.dtype)
     per_answer = (adv * (token_logp - token_logp.detach()) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
     return per_answer.mean()
+
+
+def truncated_importance_weights(train_logp: torch.Tensor, sampler_logp: torch.Tensor, clip_max: float) -> torch.Tensor:
+    """``min(p_train / p_sampler, clip_max)`` per token, ``(R, T)``, no gradient: the weight
+    that turns a policy gradient on samples drawn from a slightly different model (here: the
+    merged sampling weights) into one for the trained model, truncated to bound its variance
+    (TRL GRPO's vLLM correction, ``token_truncate`` mode). Positions past an answer's end
+    are masked by the surrogate, whatever their weight."""
+    return torch.exp(train_logp.detach().float() - sampler_logp.float()).clamp(max=clip_max)
 
 
 def answer_token_logprobs(row_log_probs: torch.Tensor, prompt_width: int, answer_length: int) -> torch.Tensor:

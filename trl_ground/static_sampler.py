@@ -17,6 +17,10 @@ bitsandbytes model. This sampler:
 
 Graphs hold pointers to the weights: LoRA weights updated in place by the optimizer stay
 valid, so a graph is captured once per shape and reused for the whole run.
+
+With ``merged_weights`` the LoRA linears run as single dense matrices while sampling
+(:mod:`trl_ground.sampling_weights`, refreshed before each call, their buffers also captured
+once) and the samples carry their tokens' log-probabilities under that sampling model.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+from contextlib import nullcontext
 
 import torch
 
 from .batches import PromptBatch, Samples
 from .mrope import mrope_position_ids
 from .generation import completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
+from .sampling_weights import MergedSamplingWeights
 
 __all__ = ["StaticSampler"]
 
@@ -82,13 +88,18 @@ class StaticSampler:
         bucket: cache lengths are rounded up to a multiple of this.
         max_states: caches (and graphs) kept for this many ``(rows, length)`` shapes, the
             least recently used dropped first.
+        merged_weights: sample with the LoRA linears merged into dense matrices
+            (:class:`~trl_ground.sampling_weights.MergedSamplingWeights`); the samples then
+            hold ``sampler_logprobs``.
     """
 
-    def __init__(self, use_cuda_graph: bool = True, bucket: int = 128, max_states: int = 4):
+    def __init__(self, use_cuda_graph: bool = True, bucket: int = 128, max_states: int = 4, merged_weights: bool = False):
         self.use_cuda_graph = use_cuda_graph
         self.max_states = max_states
         self.bucket = bucket
+        self.merged_weights = merged_weights
         self._states: dict[tuple, _DecodeState] = {}
+        self._merged: MergedSamplingWeights | None = None
 
     # ---- public ----------------------------------------------------------------------
     def sample(
@@ -106,12 +117,25 @@ class StaticSampler:
         base = _base_model(model)
         eos = eos_ids_of(base, tokenizer)
         rows = prompts.repeat(k)
-        with torch.no_grad(), eval_mode(model):
-            tokens = self._decode(base, rows, tokenizer, eos, temperature, max_new_tokens, do_sample, min_new_tokens)
+        merged = self._merged_weights_of(model, rows.input_ids.device) if self.merged_weights else None
+        with torch.no_grad(), eval_mode(model), (merged.active() if merged else nullcontext()):
+            tokens, logprobs = self._decode(
+                base, rows, tokenizer, eos, temperature, max_new_tokens, do_sample, min_new_tokens, merged is not None
+            )
         mask, truncated = completion_mask_until_eos(tokens, eos)
         tokens = tokens.masked_fill(mask == 0, tokenizer.pad_token_id)
         texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
-        return Samples(rows, tokens, mask, truncated, texts)
+        return Samples(rows, tokens, mask, truncated, texts, sampler_logprobs=logprobs)
+
+    def _merged_weights_of(self, model, device) -> MergedSamplingWeights:
+        """The merged matrices of ``model`` (made on first use), refreshed from its current
+        adapters; in the autocast dtype when sampling runs under autocast."""
+        if self._merged is None:
+            dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else _base_model(model).dtype
+            self._merged = MergedSamplingWeights(model, dtype)
+            logger.info("merged sampling weights: %.2f GB", self._merged.nbytes / 1e9)
+        self._merged.refresh()
+        return self._merged
 
     # ---- internals -------------------------------------------------------------------
     def _state(self, base, rows: int, length: int, device, dtype) -> _DecodeState:
@@ -125,7 +149,8 @@ class StaticSampler:
         state.reset()
         return state
 
-    def _decode(self, base, rows: PromptBatch, tokenizer, eos, temperature, max_new_tokens, do_sample, min_new_tokens):
+    def _decode(self, base, rows: PromptBatch, tokenizer, eos, temperature, max_new_tokens, do_sample, min_new_tokens, with_logprobs=False):
+        """``(tokens (R, T), their log-probabilities (R, T) at temperature 1 or None)``."""
         device = rows.input_ids.device
         n_rows, prompt_len = rows.input_ids.shape
         length = int(math.ceil((prompt_len + max_new_tokens) / self.bucket) * self.bucket)
@@ -148,10 +173,14 @@ class StaticSampler:
         suppress = torch.tensor(vision_token_ids(tokenizer), device=device, dtype=torch.long)
         eos_t = torch.tensor(eos, device=device, dtype=torch.long)
         out_tokens = torch.full((n_rows, max_new_tokens), tokenizer.pad_token_id, dtype=torch.long, device=device)
+        out_logprobs = torch.zeros((n_rows, max_new_tokens), device=device) if with_logprobs else None
         done = torch.zeros(n_rows, dtype=torch.bool, device=device)
         produced = 0
         for t in range(max_new_tokens):
+            logp = torch.log_softmax(logits.float(), dim=-1) if with_logprobs else None  # before suppression
             token = self._pick(logits, suppress, eos_t if t < min_new_tokens else None, temperature, do_sample)
+            if with_logprobs:
+                out_logprobs[:, t] = logp.gather(1, token.unsqueeze(1)).squeeze(1)
             token = torch.where(done, torch.full_like(token, tokenizer.pad_token_id), token)
             out_tokens[:, t] = token
             done |= torch.isin(token, eos_t)
@@ -162,7 +191,7 @@ class StaticSampler:
             state.position_ids.copy_((next_text_index + t + rope_deltas).unsqueeze(0).expand(3, -1, -1))
             state.mask[:, 0, 0, prompt_len + t] = True
             logits = self._step(base, state, cache_kw)
-        return out_tokens[:, :produced]
+        return out_tokens[:, :produced], (out_logprobs[:, :produced] if with_logprobs else None)
 
     @staticmethod
     def _pick(logits, suppress, eos_t, temperature, do_sample) -> torch.Tensor:

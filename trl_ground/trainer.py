@@ -41,7 +41,7 @@ from .credit import box_baselines, token_advantages
 from .export import CheckpointStaging
 from .fused_pass import answer_logprobs, fused_sft_and_answers, spatial_merge_size_of
 from .generation import sample_answers
-from .policy_gradient import RunningBaseline, advantages, policy_surrogate
+from .policy_gradient import RunningBaseline, advantages, policy_surrogate, truncated_importance_weights
 from .rollout import Rollout, rollout_metrics, score_rollout, split_metrics
 from .static_sampler import StaticSampler
 
@@ -79,7 +79,7 @@ class GroundingSFTTrainer(SFTTrainer):
         self.scoring = scoring if scoring is not None else ScoringSettings()
         self.baseline = RunningBaseline(self.args.baseline_momentum)
         self.box_baseline = RunningBaseline(self.args.baseline_momentum)
-        self._static_sampler = StaticSampler()
+        self._static_sampler = StaticSampler(merged_weights=self.args.sampler_merged_weights)
         self._checkpoint_staging = CheckpointStaging()
         self._spatial_merge_size = spatial_merge_size_of(self.model)
 
@@ -122,10 +122,25 @@ class GroundingSFTTrainer(SFTTrainer):
         grounding = rollout.cost.mean()
         if answer_logp is not None:
             adv = self._token_advantages(rollout)
+            if rollout.samples.sampler_logprobs is not None:
+                adv = (adv if adv.dim() == 2 else adv.unsqueeze(1)) * self._importance_weights(rollout.samples, answer_logp)
             grounding = grounding + policy_surrogate(adv, answer_logp, rollout.samples.completion_mask)
         if rollout.k == 1:
             self._update_running(self.baseline, rollout.cost)
         return grounding * self._grounding_scale(num_items_in_batch)
+
+    def _importance_weights(self, samples, answer_logp: torch.Tensor) -> torch.Tensor:
+        """``(R, T)`` truncated ``p_train / p_sampler`` of samples drawn with merged sampling
+        weights; logs how far the two models are apart on the sampled tokens."""
+        weights = truncated_importance_weights(answer_logp, samples.sampler_logprobs, self.args.sampler_importance_clip_max)
+        mask = samples.completion_mask.bool()
+        gap = (answer_logp.detach().float() - samples.sampler_logprobs.float())[mask]  # empty: NaN means, not logged
+        self._log_means("train", {
+            "sampling/logp_gap_abs_mean": float(gap.abs().mean()),
+            "sampling/importance_weight_mean": float(weights[mask].mean()),
+            "sampling/importance_weight_clipped": float((gap.exp() > self.args.sampler_importance_clip_max).float().mean()),
+        })
+        return weights
 
     def _update_running(self, baseline: RunningBaseline, values: torch.Tensor) -> None:
         """Update ``baseline`` with the mean of ``values`` over every process's (the running

@@ -69,3 +69,37 @@ def test_packed_vision_attention_and_positions_in_bf16_on_the_gpu(tiny_model_dir
         assert use_packed_vision_attention(model)
         out = model.model.visual(pixels, grid_thw=grid).pooler_output.float()
     assert (out - ref).norm() / ref.norm() < 1e-2  # bf16: two attention kernels, same maths
+
+
+def test_merged_sampling_weights_of_a_4bit_model_sample_its_tokens(tiny_model_dir, synthetic_data, tmp_path):
+    """The 4-bit path of the merged weights (bitsandbytes' dequantization + the adapters, in
+    bf16): the same greedy tokens as the unmerged sampler, log-probabilities close to the
+    training forward's, and an importance-weighted training step."""
+    from trl_ground.batches import prompts_from_sft_batch
+    from trl_ground.fused_pass import answer_logprobs
+    from trl_ground.static_sampler import StaticSampler
+    from trl_ground.trainer import sampling_autocast
+
+    from ..trl_ground.test_sampling_weights import _perturb_adapters
+    from ..trl_ground.test_trainer import make_trainer
+
+    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, "--load-in-4bit", "true", "--bf16", "true",
+                           "--sampler-merged-weights", "true", "--gradient-accumulation-steps", "1")
+    model = trainer.model
+    _perturb_adapters(model)
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    tok = trainer.processing_class.tokenizer
+    prompts = prompts_from_sft_batch(batch, tok.pad_token_id)
+    with sampling_autocast(trainer.args, prompts.input_ids.device):
+        plain = StaticSampler(bucket=16).sample(model, prompts, tok, k=2, max_new_tokens=16, do_sample=False)
+        sampler = StaticSampler(bucket=16, merged_weights=True)
+        merged = sampler.sample(model, prompts, tok, k=2, max_new_tokens=16, do_sample=False)
+        reference = answer_logprobs(model, merged).detach()
+    assert all(state.graph is not None for state in sampler._states.values())
+    assert (merged.completion_ids == plain.completion_ids).float().mean() > 0.9  # bf16 rounding may flip a near tie
+    mask = merged.completion_mask.bool()
+    assert (merged.sampler_logprobs - reference)[mask].abs().mean() < 0.05
+    with trainer.accelerator.autocast():
+        loss = trainer.compute_loss(model, dict(batch))
+    loss.backward()
+    assert torch.isfinite(loss) and 0.9 < trainer._metrics["train"]["sampling/importance_weight_mean"][-1] < 1.1

@@ -38,10 +38,24 @@ def test_step_benchmark_runs_in_smoke_mode(tmp_path):
     r = run("scripts/bench_step.py", "--smoke", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
-    for key in ("sft_step_s", "hybrid_step_s", "hybrid_step_k4_s", "generate_ms_per_token", "sampler_ms_per_token",
-                "sft_peak_gb", "hybrid_peak_gb", "greedy_token_agreement"):
+    for key in ("sft_step_s", "hybrid_step_s", "hybrid_step_k4_s", "hybrid_merged_step_s", "generate_ms_per_token",
+                "sampler_ms_per_token", "sampler_merged_ms_per_token", "sft_peak_gb", "hybrid_peak_gb", "weights_gb"):
         assert key in result
-    assert result["greedy_token_agreement"] == 1.0
+    assert result["sampler_greedy_token_agreement"] == result["sampler_merged_greedy_token_agreement"] == 1.0
+    assert result["hybrid_merged_step_importance"]["sampling/importance_weight_mean"] == pytest.approx(1.0)
+    assert result["settings"]["gradient_checkpointing"] is True
+    assert set(result["ratios"]) >= {"hybrid_over_sft", "hybrid_merged_over_sft", "generate_over_sampler_merged_per_token"}
+
+    # two runs combined into the committed file: the worse run on top, both kept
+    better = dict(result, sft_step_s=result["sft_step_s"] * 10, date="better")
+    (tmp_path / "b.json").write_text(json.dumps(better))
+    combined_path = tmp_path / "combined.json"
+    r = run("scripts/bench_step.py", "--combine", str(out), str(tmp_path / "b.json"), "--lora16-runs", str(out),
+            "--crowded", str(out), "--out", str(combined_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    combined = json.loads(combined_path.read_text())
+    assert combined["sft_step_s"] == result["sft_step_s"] and len(combined["runs"]) == 2 and combined["worse_of"] == 2
+    assert combined["lora16"]["hybrid_step_s"] == result["hybrid_step_s"] and len(combined["crowded"]) == 1
 
 
 @pytest.mark.slow

@@ -114,3 +114,14 @@ def test_quiet_by_default(tiny_model_dir):
         assert model.is_gradient_checkpointing  # as PEFT and TRL read it
     assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]
     assert cfg.dataloader_pin_memory == torch.cuda.is_available()
+
+
+def test_a_16bit_model_comes_with_activation_checkpointing_when_asked(tiny_model_dir):
+    """The QLoRA path always had it; the 16-bit path relied on Trainer.train(), so a step
+    run outside train() (the step benchmark) measured 16-bit LoRA without it."""
+    from trl_ground.config import ModelArguments
+    from trl_ground.modeling import load_model
+
+    for flag in (True, False):
+        model = load_model(ModelArguments(model=str(tiny_model_dir), load_in_4bit=False, lora_r=4), gradient_checkpointing=flag)
+        assert model.is_gradient_checkpointing is flag

@@ -46,3 +46,13 @@ def test_running_baseline_updates_and_round_trips():
     c = RunningBaseline()
     c.load_state_dict(b.state_dict())
     assert (c.value, c.momentum) == (b.value, b.momentum)
+
+
+def test_truncated_importance_weights_are_the_capped_probability_ratio():
+    from trl_ground.policy_gradient import truncated_importance_weights
+
+    train = torch.tensor([[-1.0, -2.0, -0.5]], requires_grad=True)
+    sampler = torch.tensor([[-1.0, -3.0, -2.0]])
+    weights = truncated_importance_weights(train, sampler, clip_max=3.0)
+    assert torch.allclose(weights, torch.tensor([[1.0, torch.e, 3.0]]))  # exp(0), exp(1), exp(1.5) capped
+    assert not weights.requires_grad

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One device call (H200, <= 10 min) for the step benchmark, on a freshly started machine:
+# the GPU test tier (unless SKIP_GPU_TESTS is set), then `trl-ground-bench-step` three times: QLoRA (NF4 + LoRA r16),
+# 16-bit LoRA (bf16 base) and the crowded case (30-box answers, QLoRA). Results in $OUT,
+# named after $TAG; `trl-ground-bench-step --combine` then writes the committed file.
+#   usage (from the repo root on the device, .whl/.bnb/.assets carried): TAG=run1 bash benchmarks/device/step.sh
+set -uo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD:$PWD/.bnb HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+TAG=${TAG:-run}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+if [ -z "${SKIP_GPU_TESTS:-}" ]; then
+  timeout 150 python3 -m pytest -q -m gpu tests/gpu -p no:cacheprovider 2>&1 | tail -15 > "$OUT/gpu_tests_$TAG.txt"
+  tail -3 "$OUT/gpu_tests_$TAG.txt"
+fi
+BENCH="python3 -m trl_ground.benchmarks.step --assets .assets --skip-naive"
+fresh_tmp() { rm -rf /tmp/bench && mkdir -p /tmp/bench; }  # each run leaves a 17 GB checkpoint if killed
+export TMPDIR=/tmp/bench
+show() { grep -E "^(sft|hybrid)|Error|error:|Traceback" | grep -v Warning; }
+fresh_tmp; timeout 210 $BENCH --out "$OUT/step_qlora_$TAG.json" 2>&1 | show
+fresh_tmp; timeout 205 $BENCH --lora16 --out "$OUT/step_lora16_$TAG.json" 2>&1 | show
+fresh_tmp; timeout 165 $BENCH --answer-boxes 30 --reps 1 --warmup 1 --skip-k4 --skip-decode --out "$OUT/step_crowded_$TAG.json" 2>&1 | show
+python3 - "$OUT" "$TAG" <<'PY'
+import json, sys, pathlib
+for kind in ("qlora", "lora16", "crowded"):
+    p = pathlib.Path(sys.argv[1], f"step_{kind}_{sys.argv[2]}.json")
+    if p.exists():
+        r = json.loads(p.read_text())
+        keep = {k: v for k, v in r.items() if k.endswith(("_s", "_gb", "_per_token", "seconds")) or k in ("ratios", "decode_floor_ms_per_token", "errors")}
+        print(kind, json.dumps(keep))
+PY
