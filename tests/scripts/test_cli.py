@@ -130,3 +130,24 @@ def test_step_benchmark_modes_for_16_bit_lora_and_crowded_answers(tmp_path):
     assert settings["answer_boxes"] == 6 and settings["quantization"].startswith("none")
     # six boxes of JSON, label included: the sampled answers are as long as the targets
     assert settings["new_tokens_forced"] > 6 * 20
+
+
+@pytest.mark.slow
+def test_drafts_benchmark_on_the_committed_warm_start(tmp_path):
+    out = tmp_path / "drafts.json"
+    r = run("scripts/bench_drafts.py", "--prompts", "4", "--blocks", "2", "--max-new-tokens", "24", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    spec = result["speculative"]["block_2"]
+    assert 0.0 <= spec["acceptance"] <= 1.0 and 1.0 <= spec["tokens_per_decode_step"] <= 3.0
+    skeleton, content = result["skeleton"]["skeleton"], result["skeleton"]["content"]
+    assert skeleton["tokens"] > 0 and content["tokens"] > 0
+    # the warm start writes the format: its skeleton tokens are far surer than its coordinates
+    assert skeleton["mean_probability_left_off"] < content["mean_probability_left_off"]
+
+
+def test_skeleton_tokens_are_the_formats_own():
+    from trl_ground.benchmarks.drafts import is_skeleton
+
+    assert all(map(is_skeleton, ['[{"bbox_2d": [', ", ", '], "label": "', '"}]', "<|im_end|>", "]"]))
+    assert not any(map(is_skeleton, ["5", "airplane", " car", "12", ""]))
