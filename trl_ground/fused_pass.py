@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .batches import Samples, answer_inputs, concat_sft_and_samples
+from .packing import pack_sft_and_samples
 from .policy_gradient import answer_token_logprobs
 
 __all__ = ["FusedPass", "answer_logprobs", "fused_sft_and_answers", "spatial_merge_size_of"]
@@ -65,6 +66,8 @@ def fused_sft_and_answers(
     num_items_in_batch=None,
     process_factor: int = 1,
     spatial_merge_size: int | None = None,
+    pack: bool = False,
+    k: int = 1,
 ) -> FusedPass:
     """One forward pass for the SFT rows of ``sft_inputs`` and the answers of ``samples``.
 
@@ -77,21 +80,30 @@ def fused_sft_and_answers(
         process_factor: what TRL multiplies the loss by under ``average_tokens_across_devices``
             (processes / tensor-parallel size), 1 otherwise.
         spatial_merge_size: Qwen3-VL's merge size, to compute the M-RoPE positions in one go.
+        pack: shared-prefix packing (:mod:`trl_ground.packing`): each prompt once, followed by
+            its target and its ``k`` answers (same loss and gradients, fewer tokens).
+        k: answers per prompt in ``samples`` (with ``pack``).
     """
-    combined, n_sft = concat_sft_and_samples(sft_inputs, samples, pad_token_id, spatial_merge_size)
-    outputs = model(**combined, use_cache=False, fused_lm_head=True)
-    sft_mask = outputs.label_mask[:n_sft]
+    if pack:
+        packed = pack_sft_and_samples(sft_inputs, samples, k, pad_token_id, spatial_merge_size)
+        outputs = model(**packed.inputs, use_cache=False, fused_lm_head=True)
+        sft_mask = packed.sft_columns
+        sft_part = lambda t: None if t is None else t * sft_mask  # noqa: E731 - the answer columns are not SFT's
+        sft_log_probs = sft_part(outputs.log_probs)
+        answer_logp = packed.answer_logprobs(outputs.log_probs)
+        entropy, is_top1 = sft_part(outputs.entropy), sft_part(outputs.is_top1)
+    else:
+        combined, n_sft = concat_sft_and_samples(sft_inputs, samples, pad_token_id, spatial_merge_size)
+        outputs = model(**combined, use_cache=False, fused_lm_head=True)
+        sft_mask = outputs.label_mask[:n_sft]
+        sft_log_probs = outputs.log_probs[:n_sft]
+        answer_logp = answer_token_logprobs(
+            outputs.log_probs[n_sft:], samples.prompts.input_ids.shape[1], samples.completion_ids.shape[1]
+        )
+        entropy = None if outputs.entropy is None else outputs.entropy[:n_sft]
+        is_top1 = None if outputs.is_top1 is None else outputs.is_top1[:n_sft]
     denom = sft_mask.sum() if num_items_in_batch is None else num_items_in_batch
-    lm_loss = -outputs.log_probs[:n_sft].sum() / torch.as_tensor(denom).clamp(min=1)
+    lm_loss = -sft_log_probs.sum() / torch.as_tensor(denom).clamp(min=1)
     if num_items_in_batch is not None:
         lm_loss = lm_loss * process_factor
-    answer_logp = answer_token_logprobs(
-        outputs.log_probs[n_sft:], samples.prompts.input_ids.shape[1], samples.completion_ids.shape[1]
-    )
-    return FusedPass(
-        lm_loss=lm_loss,
-        answer_logp=answer_logp,
-        sft_label_mask=sft_mask,
-        sft_entropy=None if outputs.entropy is None else outputs.entropy[:n_sft],
-        sft_is_top1=None if outputs.is_top1 is None else outputs.is_top1[:n_sft],
-    )
+    return FusedPass(lm_loss=lm_loss, answer_logp=answer_logp, sft_label_mask=sft_mask, sft_entropy=entropy, sft_is_top1=is_top1)

@@ -36,8 +36,7 @@ import torch
 
 from .batches import PromptBatch, Samples
 from .generation import completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
-from .mrope import mrope_position_ids
-from .static_sampler import _base_model, _cache_kwarg
+from .static_sampler import _base_model, _cache_kwarg, prefill
 
 __all__ = ["SpeculativeStats", "lookup_drafts", "speculative_accept", "speculative_sample"]
 
@@ -170,16 +169,9 @@ def speculative_sample(
     stats = SpeculativeStats()
 
     with eval_mode(model):
-        inputs = rows.model_inputs()
-        rope_deltas = None
-        if rows.mm_token_type_ids is not None:
-            merge = base.config.vision_config.spatial_merge_size
-            inputs["position_ids"], rope_deltas = mrope_position_ids(rows.mm_token_type_ids, rows.image_grid_thw, rows.attention_mask, merge)
-        out = base(**inputs, **{cache_kw: cache}, use_cache=True, logits_to_keep=1)
-        if rope_deltas is None:
-            rope_deltas = base.model.rope_deltas.to(device)
+        logits, rope_deltas = prefill(base, rows, cache, cache_kw)
         no_end = torch.full((n_rows, 1), min_new_tokens > 0, device=device)
-        first = _processed_probs(out.logits[:, -1:], suppress, eos_t, no_end, temperature, do_sample)[:, 0]
+        first = _processed_probs(logits.unsqueeze(1), suppress, eos_t, no_end, temperature, do_sample)[:, 0]
         last = torch.multinomial(first, 1).squeeze(1) if do_sample else first.argmax(dim=1)
         generated = [[int(t)] for t in last]
         done = torch.isin(last, eos_t) | (max_new_tokens <= 1)

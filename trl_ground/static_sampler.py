@@ -55,6 +55,21 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def prefill(base, rows: PromptBatch, cache, cache_kw: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the prompts into ``cache`` (eagerly; the 3D positions of the image tokens computed
+    in one go). Returns ``(logits of the next token (R, V), rope deltas (R, 1))``: a text
+    token's position is its text index plus the delta."""
+    inputs = rows.model_inputs()
+    rope_deltas = None
+    if rows.mm_token_type_ids is not None:
+        merge = base.config.vision_config.spatial_merge_size
+        inputs["position_ids"], rope_deltas = mrope_position_ids(rows.mm_token_type_ids, rows.image_grid_thw, rows.attention_mask, merge)
+    out = base(**inputs, **{cache_kw: cache}, use_cache=True, logits_to_keep=1)
+    if rope_deltas is None:
+        rope_deltas = base.model.rope_deltas.to(rows.input_ids.device)
+    return out.logits[:, -1], rope_deltas
+
+
 class _DecodeState:
     """Buffers and (optionally) the CUDA graph of one ``(rows, cache length)`` shape."""
 
@@ -157,16 +172,7 @@ class StaticSampler:
         state = self._state(base, n_rows, length, device, base.dtype)
         cache_kw = _cache_kwarg(base)
 
-        # Prefill (eager), with the 3D positions of the image tokens computed in one go.
-        inputs = rows.model_inputs()
-        rope_deltas = None
-        if rows.mm_token_type_ids is not None:
-            merge = base.config.vision_config.spatial_merge_size
-            inputs["position_ids"], rope_deltas = mrope_position_ids(rows.mm_token_type_ids, rows.image_grid_thw, rows.attention_mask, merge)
-        out = base(**inputs, **{cache_kw: state.cache}, use_cache=True, logits_to_keep=1)
-        logits = out.logits[:, -1]
-        if rope_deltas is None:
-            rope_deltas = base.model.rope_deltas.to(device)  # (R, 1): position = text index + delta
+        logits, rope_deltas = prefill(base, rows, state.cache, cache_kw)
         next_text_index = rows.attention_mask.sum(dim=1, keepdim=True)  # (R, 1) valid prompt tokens
         state.mask[:, 0, 0, :prompt_len] = rows.attention_mask.bool()
 

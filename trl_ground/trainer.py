@@ -82,6 +82,9 @@ class GroundingSFTTrainer(SFTTrainer):
         self._static_sampler = StaticSampler(merged_weights=self.args.sampler_merged_weights)
         self._checkpoint_staging = CheckpointStaging()
         self._spatial_merge_size = spatial_merge_size_of(self.model)
+        attention = getattr(self.model.config, "_attn_implementation", "sdpa")
+        if self.args.pack_samples and attention != "sdpa":
+            raise ValueError(f"pack_samples needs attn_implementation='sdpa' (its block mask is 4D); this model uses {attention!r}")
 
     # ---- loss -------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -111,7 +114,9 @@ class GroundingSFTTrainer(SFTTrainer):
         average = self.args.average_tokens_across_devices
         factor = self.accelerator.num_processes // self.get_tp_size() if average else 1
         pad = self.processing_class.tokenizer.pad_token_id
-        fused = fused_sft_and_answers(model, inputs, rollout.samples, pad, num_items_in_batch, factor, self._spatial_merge_size)
+        fused = fused_sft_and_answers(
+            model, inputs, rollout.samples, pad, num_items_in_batch, factor, self._spatial_merge_size, pack=self.args.pack_samples, k=rollout.k
+        )
         self._log_sft_metrics(fused, inputs)
         self._log_lm_loss("train", fused.lm_loss, inputs, num_items_in_batch)
         return fused.lm_loss + self._grounding_term(rollout, fused.answer_logp, num_items_in_batch)

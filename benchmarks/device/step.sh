@@ -4,6 +4,9 @@
 # 16-bit LoRA (bf16 base) and the crowded case (30-box answers, QLoRA). Results in $OUT,
 # named after $TAG; `trl-ground-bench-step --combine` then writes the committed file.
 #   usage (from the repo root on the device, .whl/.bnb/.assets carried): TAG=run1 bash benchmarks/device/step.sh
+# RUNS picks the runs (default "qlora lora16 crowded"). The three took 9.5 min on 2026-11-29,
+# before the packed variants were added: with them, run qlora and lora16 in separate calls
+# (RUNS=qlora, then RUNS="lora16 crowded", right after each other on the same machine).
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD:$PWD/.bnb HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -18,9 +21,16 @@ BENCH="python3 -m trl_ground.benchmarks.step --assets .assets --skip-naive"
 fresh_tmp() { rm -rf /tmp/bench && mkdir -p /tmp/bench; }  # each run leaves a 17 GB checkpoint if killed
 export TMPDIR=/tmp/bench
 show() { grep -E "^(sft|hybrid)|Error|error:|Traceback" | grep -v Warning; }
-fresh_tmp; timeout 210 $BENCH --out "$OUT/step_qlora_$TAG.json" 2>&1 | show
-fresh_tmp; timeout 205 $BENCH --lora16 --out "$OUT/step_lora16_$TAG.json" 2>&1 | show
-fresh_tmp; timeout 165 $BENCH --answer-boxes 30 --reps 1 --warmup 1 --skip-k4 --skip-decode --out "$OUT/step_crowded_$TAG.json" 2>&1 | show
+RUNS=${RUNS:-qlora lora16 crowded}
+for run in $RUNS; do
+  fresh_tmp
+  case $run in
+    qlora) timeout 300 $BENCH --out "$OUT/step_qlora_$TAG.json" 2>&1 | show ;;
+    lora16) timeout 280 $BENCH --lora16 --out "$OUT/step_lora16_$TAG.json" 2>&1 | show ;;
+    crowded) timeout 165 $BENCH --answer-boxes 30 --reps 1 --warmup 1 --skip-k4 --skip-decode --skip-packed \
+      --out "$OUT/step_crowded_$TAG.json" 2>&1 | show ;;
+  esac
+done
 python3 - "$OUT" "$TAG" <<'PY'
 import json, sys, pathlib
 for kind in ("qlora", "lora16", "crowded"):

@@ -245,3 +245,18 @@ def test_staged_checkpoints_keep_track_of_the_best_one(tiny_model_dir, synthetic
         saved = json.loads((ckpt / "trainer_state.json").read_text())["best_model_checkpoint"]
         assert saved is None or ".staging" not in saved
     assert not (out / ".staging").exists()
+
+
+def test_packed_samples_train_like_unpacked_ones(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
+    force_distinct_costs(monkeypatch)
+    common = ("--gradient-accumulation-steps", "1", "--samples-per-prompt", "2")
+    plain = make_trainer(tiny_model_dir, synthetic_data, tmp_path / "a", *common)
+    batch = first_batch(plain)
+    plain_loss, plain_grads = grads_after_loss(plain, batch)
+    packed = make_trainer(tiny_model_dir, synthetic_data, tmp_path / "b", "--pack-samples", "true", *common)
+    packed_loss, packed_grads = grads_after_loss(packed, batch)
+    torch.testing.assert_close(packed_loss, plain_loss, rtol=1e-5, atol=1e-6)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="pack_samples needs attn_implementation='sdpa'"):
+        make_trainer(tiny_model_dir, synthetic_data, tmp_path / "c", "--pack-samples", "true", "--attn-implementation", "eager")

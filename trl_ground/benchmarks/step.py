@@ -17,6 +17,7 @@ several repetitions:
   example, ``--new-tokens`` tokens forced so that random weights cannot stop early), with the
   project's sampler and the fused log-prob pass; ``hybrid_step_k4_s`` with 4 answers;
   ``*_merged_*``: the same with merged sampling weights (``sampler_merged_weights``);
+- ``hybrid_packed_step_s`` (``_k4``): the hybrid step with shared-prefix packing (``pack_samples``);
 - ``hybrid_naive_step_s``: the same step with ``model.generate`` and a separate log-prob pass;
 - ``generate_ms_per_token``: ``model.generate`` with default settings, same prompts;
 - ``sampler_ms_per_token``, ``sampler_merged_ms_per_token``: the project's sampler
@@ -137,6 +138,7 @@ def run(argv=None) -> dict:
     ap.add_argument("--skip-k4", action="store_true", help="skip the K = 4 steps")
     ap.add_argument("--skip-merged", action="store_true", help="skip the merged-sampling-weights variants")
     ap.add_argument("--skip-unmerged", action="store_true", help="skip the hybrid steps with the default sampler")
+    ap.add_argument("--skip-packed", action="store_true", help="skip the shared-prefix packed variants")
     ap.add_argument("--skip-generate", action="store_true", help="skip timing model.generate (slow for long answers)")
     ap.add_argument("--skip-decode", action="store_true", help="skip the decode-only timings (generate and samplers)")
     ap.add_argument("--lora16", action="store_true", help="16-bit LoRA: a bf16 base instead of NF4")
@@ -288,6 +290,11 @@ def run(argv=None) -> dict:
             result.setdefault("errors", {})["merged"] = repr(err)
             args.skip_merged = True
             save()
+    if not args.skip_packed:
+        variant("hybrid_packed_step", args.reps, args.warmup, samples_per_prompt=1, pack_samples=True, **hybrid)
+        if not args.skip_k4:
+            variant("hybrid_packed_step_k4", args.reps, args.warmup, samples_per_prompt=4, pack_samples=True, **hybrid)
+        trainer.args.pack_samples = False
     if not args.skip_naive:
         variant("hybrid_naive_step", args.naive_reps, 1, samples_per_prompt=1, sampler="generate", fuse_logprob_pass=False)
     trainer._sample = real_sample
@@ -365,7 +372,8 @@ def ratios_and_targets(result: dict, lora16: bool) -> tuple[dict, dict]:
     """The issue's ratios (same run) and whether each target holds."""
     sft = result["sft_step_s"]
     ratios = {}
-    for name in ("hybrid_step", "hybrid_step_k4", "hybrid_merged_step", "hybrid_merged_step_k4", "hybrid_naive_step"):
+    for name in ("hybrid_step", "hybrid_step_k4", "hybrid_merged_step", "hybrid_merged_step_k4", "hybrid_packed_step",
+                 "hybrid_packed_step_k4", "hybrid_naive_step"):
         if f"{name}_s" in result:
             ratios[name.replace("_step", "") + "_over_sft"] = round(result[f"{name}_s"] / sft, 3)
     for name in ("sampler", "sampler_merged"):
@@ -401,6 +409,7 @@ def combine_runs(qlora: list[str], lora16: list[str], crowded: list[str]) -> dic
     runs = load(qlora)
     top = worse(runs)
     keys = ("sft_step_s", "hybrid_step_s", "hybrid_merged_step_s", "hybrid_step_k4_s", "hybrid_merged_step_k4_s",
+            "hybrid_packed_step_s", "hybrid_packed_step_k4_s",
             "generate_ms_per_token", "sampler_ms_per_token", "sampler_merged_ms_per_token", "sft_peak_gb",
             "hybrid_peak_gb", "hybrid_merged_step_peak_gb", "decode_floor_ms_per_token", "ratios", "targets_met")
     result = {"date": top["date"], "gpu": top["gpu"], "settings": top["settings"], "worse_of": len(runs)}

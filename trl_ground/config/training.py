@@ -96,6 +96,12 @@ class GroundingSFTConfig(SFTConfig):
             ``"generate"``: plain ``model.generate``.
         fuse_logprob_pass (`bool`, defaults to `True`):
             Score the sampled answers in the same forward pass as the SFT rows.
+        pack_samples (`bool`, defaults to `False`):
+            Shared-prefix packing of the fused pass: each prompt once, followed by its target
+            and its K answers under a block attention mask (:mod:`trl_ground.packing`); same
+            loss and gradients for 0.63x the tokens at K = 1 (0.37x at K = 4) on the step
+            benchmark's shape, and the images through the vision tower once. Needs
+            ``attn_implementation="sdpa"``. Not yet timed on a GPU.
         sampler_merged_weights (`bool`, defaults to `False`):
             Sample with each LoRA linear merged into one dense matrix (base dequantized when
             4-bit), refreshed every sampling step: fewer kernels and bytes per decode step
@@ -141,6 +147,10 @@ class GroundingSFTConfig(SFTConfig):
     )
     fuse_logprob_pass: bool = field(
         default=True, metadata={"help": "Score the sampled answers in the same forward pass as the SFT rows."}
+    )
+    pack_samples: bool = field(
+        default=False,
+        metadata={"help": "Fused pass with each prompt once, its target and answers after it (same maths, fewer tokens; sdpa only)."},
     )
     sampler_merged_weights: bool = field(
         default=False,
