@@ -53,13 +53,20 @@ def policy_surrogate(token_advantages: torch.Tensor, token_logp: torch.Tensor, m
     return per_answer.mean()
 
 
-def truncated_importance_weights(train_logp: torch.Tensor, sampler_logp: torch.Tensor, clip_max: float) -> torch.Tensor:
+def truncated_importance_weights(
+    train_logp: torch.Tensor, sampler_logp: torch.Tensor, clip_max: float, temperature: float = 1.0
+) -> torch.Tensor:
     """``min(p_train / p_sampler, clip_max)`` per token, ``(R, T)``, no gradient: the weight
     that turns a policy gradient on samples drawn from a slightly different model (here: the
     merged sampling weights) into one for the trained model, truncated to bound its variance
     (TRL GRPO's vLLM correction, ``token_truncate`` mode). Positions past an answer's end
-    are masked by the surrogate, whatever their weight."""
-    return torch.exp(train_logp.detach().float() - sampler_logp.float()).clamp(max=clip_max)
+    are masked by the surrogate, whatever their weight.
+
+    Both log-probabilities are at temperature 1 (the fused head's and the sampler's); samples
+    drawn at ``temperature`` T come from ``p^(1/T) / Z``, whose ratio is
+    ``exp((log p_train - log p_sampler) / T) * Z_sampler / Z_train``. The normalizers are not
+    known from one token and are taken as equal (the two models differ by rounding)."""
+    return torch.exp((train_logp.detach().float() - sampler_logp.float()) / temperature).clamp(max=clip_max)
 
 
 def answer_token_logprobs(row_log_probs: torch.Tensor, prompt_width: int, answer_length: int) -> torch.Tensor:

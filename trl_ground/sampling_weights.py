@@ -20,7 +20,7 @@ policy-gradient weight is multiplied by the truncated importance ratio
 ``min(p_train / p_sampler, clip_max)`` (:func:`trl_ground.policy_gradient.truncated_importance_weights`).
 
 Costs memory: one dense copy of the adapted linears (about 14 GB for the 8B model in bf16; its
-measured step peak grew by 16 GB), which is why it is opt-in (``--sampler-merged-weights``).
+measured step peak grew by 14-16 GB), which is why it is opt-in (``--sampler-merged-weights``).
 Measured on an H200 (BENCHMARKS.md): QLoRA decode 26-27.5 -> 15.1 ms per token, 16-bit LoRA
 20.3 -> 16.1.
 """
@@ -32,23 +32,30 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MergedSamplingWeights"]
+__all__ = ["MergedSamplingWeights", "mergeable_lora_linears"]
 
 
-def _lora_linears(model) -> list:
-    """The PEFT LoRA modules of ``model`` whose base layer is a linear (dense or 4-bit)."""
+def mergeable_lora_linears(model) -> list:
+    """``[(name, module)]``: the PEFT LoRA modules of ``model`` on linear layers (dense or
+    bitsandbytes 4-bit, which subclasses ``nn.Linear``); LoRA on other layers (embeddings,
+    convolutions) keeps its own forward while sampling.
+
+    Raises:
+        ValueError: there are none (full fine-tuning samples from its own dense weights
+            already), or an adapter cannot be folded into one matrix (DoRA, LoRA bias).
+    """
     from peft.tuners.lora import LoraLayer
 
     found = []
     for name, module in model.named_modules():
-        if not isinstance(module, LoraLayer) or not hasattr(module, "get_delta_weight"):
+        if not isinstance(module, LoraLayer) or not isinstance(module.get_base_layer(), torch.nn.Linear):
             continue
-        base = module.get_base_layer()
-        if not isinstance(getattr(base, "weight", None), torch.Tensor) or base.weight.dim() != 2:
-            continue
-        if any(module.use_dora.get(a, False) for a in module.active_adapters):
-            raise ValueError(f"{name}: DoRA adapters cannot be merged for sampling; turn off --sampler-merged-weights")
+        for adapter in module.active_adapters:
+            if module.use_dora.get(adapter, False) or getattr(module, "lora_bias", {}).get(adapter, False):
+                raise ValueError(f"{name}: DoRA or LoRA-bias adapters cannot be merged for sampling; turn off --sampler-merged-weights")
         found.append((name, module))
+    if not found:
+        raise ValueError("--sampler-merged-weights needs LoRA adapters on linear layers; this model has none")
     return found
 
 
@@ -74,20 +81,18 @@ class MergedSamplingWeights:
         dtype: dtype of the merged matrices (the sampling compute dtype: bf16 on a GPU).
 
     Raises:
-        ValueError: the model has no LoRA linears (nothing to merge: full fine-tuning samples
-            from its own dense weights), or uses DoRA.
+        ValueError: see :func:`mergeable_lora_linears`.
     """
 
     def __init__(self, model, dtype: torch.dtype):
-        self.layers = _lora_linears(model)
-        if not self.layers:
-            raise ValueError("--sampler-merged-weights needs LoRA adapters on linear layers; this model has none")
+        self.layers = mergeable_lora_linears(model)
         self.dtype = dtype
         self.merged: list[torch.Tensor] = []
+        self.biases: list[torch.Tensor | None] = []  # the base biases in ``dtype``: fixed addresses for CUDA graphs
         for _, module in self.layers:
             base = module.get_base_layer()
-            shape = (base.out_features, base.in_features)
-            self.merged.append(torch.empty(shape, dtype=dtype, device=base.weight.device))
+            self.merged.append(torch.empty((base.out_features, base.in_features), dtype=dtype, device=base.weight.device))
+            self.biases.append(None if base.bias is None else torch.empty(base.bias.shape, dtype=dtype, device=base.bias.device))
 
     @property
     def nbytes(self) -> int:
@@ -97,8 +102,10 @@ class MergedSamplingWeights:
     @torch.no_grad()
     def refresh(self) -> None:
         """Recompute every merged matrix from the base and the current adapters."""
-        for (_, module), merged in zip(self.layers, self.merged):
+        for (_, module), merged, bias in zip(self.layers, self.merged, self.biases):
             _dense_base_weight(module.get_base_layer(), merged)
+            if bias is not None:
+                bias.copy_(module.get_base_layer().bias)
             if module.disable_adapters or module.merged:
                 continue  # adapters off, or already inside the base weight
             for adapter in module.active_adapters:
@@ -107,15 +114,20 @@ class MergedSamplingWeights:
 
     @contextmanager
     def active(self):
-        """Inside: each LoRA linear computes ``F.linear(x, merged, base bias)``."""
-        for (_, module), merged in zip(self.layers, self.merged):
-            bias = module.get_base_layer().bias
-            module.forward = _dense_forward(merged, None if bias is None else bias.to(self.dtype))
+        """Inside: each LoRA linear computes ``F.linear(x, merged, base bias)``; every
+        module's own forward is back afterwards, also after an error."""
+        swapped = []
         try:
+            for (_, module), merged, bias in zip(self.layers, self.merged, self.biases):
+                swapped.append((module, module.__dict__.get("forward")))
+                module.forward = _dense_forward(merged, bias)
             yield self
         finally:
-            for _, module in self.layers:
-                del module.forward  # back to the class's forward
+            for module, own in swapped:
+                if own is None:
+                    del module.forward  # back to the class's forward
+                else:
+                    module.forward = own
 
 
 def _dense_forward(weight: torch.Tensor, bias: torch.Tensor | None):

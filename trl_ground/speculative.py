@@ -155,6 +155,8 @@ def speculative_sample(
     """
     from transformers import DynamicCache
 
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     base = _base_model(model)
     eos = eos_ids_of(base, tokenizer)
     rows = prompts.repeat(k)
@@ -202,7 +204,6 @@ def speculative_sample(
                     continue
                 emitted = drafts[r, : int(n_accepted[r])].tolist() + [int(next_token[r])]
                 stats.drafted += block
-                stats.accepted += int(n_accepted[r])
                 stats.row_steps += 1
                 before = len(generated[r])
                 for token in emitted:
@@ -213,6 +214,7 @@ def speculative_sample(
                         done[r] = True
                         break
                 stats.emitted += len(generated[r]) - before
+                stats.accepted += min(int(n_accepted[r]), len(generated[r]) - before)  # drafts kept, not cut by an end
                 if len(generated[r]) >= max_new_tokens:
                     done[r] = True
             last = torch.tensor([g[-1] for g in generated], device=device)

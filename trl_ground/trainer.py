@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import time
@@ -43,11 +44,14 @@ from .fused_pass import answer_logprobs, fused_sft_and_answers, spatial_merge_si
 from .generation import sample_answers
 from .policy_gradient import RunningBaseline, advantages, policy_surrogate, truncated_importance_weights
 from .rollout import Rollout, rollout_metrics, score_rollout, split_metrics
+from .sampling_weights import mergeable_lora_linears
 from .static_sampler import StaticSampler
 
 __all__ = ["GROUNDING_STATE_FILE", "GroundingSFTTrainer", "sampling_autocast"]
 
 GROUNDING_STATE_FILE = "grounding_state.json"
+
+logger = logging.getLogger(__name__)
 
 
 def sampling_autocast(args, device):
@@ -82,6 +86,10 @@ class GroundingSFTTrainer(SFTTrainer):
         self._static_sampler = StaticSampler(merged_weights=self.args.sampler_merged_weights)
         self._checkpoint_staging = CheckpointStaging()
         self._spatial_merge_size = spatial_merge_size_of(self.model)
+        if self.args.sampler_merged_weights:
+            mergeable_lora_linears(self.model)  # refuses a model without LoRA linears now, not at the first sampling step
+            if self._parameters_move():
+                logger.warning("--sampler-merged-weights has no effect under FSDP / ZeRO-3 (sampling uses generate there)")
         attention = getattr(self.model.config, "_attn_implementation", "sdpa")
         if self.args.pack_samples and attention != "sdpa":
             raise ValueError(f"pack_samples needs attn_implementation='sdpa' (its block mask is 4D); this model uses {attention!r}")
@@ -137,13 +145,15 @@ class GroundingSFTTrainer(SFTTrainer):
     def _importance_weights(self, samples, answer_logp: torch.Tensor) -> torch.Tensor:
         """``(R, T)`` truncated ``p_train / p_sampler`` of samples drawn with merged sampling
         weights; logs how far the two models are apart on the sampled tokens."""
-        weights = truncated_importance_weights(answer_logp, samples.sampler_logprobs, self.args.sampler_importance_clip_max)
+        weights = truncated_importance_weights(
+            answer_logp, samples.sampler_logprobs, self.args.sampler_importance_clip_max, self.args.sample_temperature
+        )
         mask = samples.completion_mask.bool()
         gap = (answer_logp.detach().float() - samples.sampler_logprobs.float())[mask]  # empty: NaN means, not logged
         self._log_means("train", {
             "sampling/logp_gap_abs_mean": float(gap.abs().mean()),
             "sampling/importance_weight_mean": float(weights[mask].mean()),
-            "sampling/importance_weight_clipped": float((gap.exp() > self.args.sampler_importance_clip_max).float().mean()),
+            "sampling/importance_weight_clipped": float((weights[mask] >= self.args.sampler_importance_clip_max).float().mean()),
         })
         return weights
 

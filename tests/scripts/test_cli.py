@@ -42,7 +42,7 @@ def test_step_benchmark_runs_in_smoke_mode(tmp_path):
                 "sampler_ms_per_token", "sampler_merged_ms_per_token", "sft_peak_gb", "hybrid_peak_gb", "weights_gb"):
         assert key in result
     assert result["sampler_greedy_token_agreement"] == result["sampler_merged_greedy_token_agreement"] == 1.0
-    assert result["hybrid_merged_step_importance"]["sampling/importance_weight_mean"] == pytest.approx(1.0)
+    assert result["hybrid_merged_step_importance"]["sampling/importance_weight_mean"] == pytest.approx(1.0, abs=1e-3)
     assert result["settings"]["gradient_checkpointing"] is True
     assert set(result["ratios"]) >= {"hybrid_over_sft", "hybrid_merged_over_sft", "generate_over_sampler_merged_per_token"}
 

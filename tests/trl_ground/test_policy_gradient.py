@@ -56,3 +56,6 @@ def test_truncated_importance_weights_are_the_capped_probability_ratio():
     weights = truncated_importance_weights(train, sampler, clip_max=3.0)
     assert torch.allclose(weights, torch.tensor([[1.0, torch.e, 3.0]]))  # exp(0), exp(1), exp(1.5) capped
     assert not weights.requires_grad
+    # samples drawn at temperature T: the ratio of the tempered distributions' token terms
+    hot = truncated_importance_weights(train, sampler, clip_max=100.0, temperature=0.5)
+    assert torch.allclose(hot, torch.exp(torch.tensor([[0.0, 2.0, 3.0]])))

@@ -90,3 +90,16 @@ def test_trainer_with_merged_weights_weights_its_policy_gradient(tiny_model_dir,
     assert metrics["sampling/logp_gap_abs_mean"] < 1e-3  # float32: the merged model is the trained one
     assert metrics["sampling/importance_weight_mean"] == pytest.approx(1.0, abs=1e-3)
     assert metrics["sampling/importance_weight_clipped"] == 0.0
+
+
+def test_the_swap_is_undone_after_an_error_and_bad_setups_are_refused_early(setup, tiny_model_dir, synthetic_data, tmp_path):
+    model, _, _ = setup
+    merged = MergedSamplingWeights(model, torch.float32)
+    with pytest.raises(RuntimeError, match="boom"):
+        with merged.active():
+            raise RuntimeError("boom")
+    assert all("forward" not in module.__dict__ for _, module in merged.layers)
+    with pytest.raises(ValueError, match="needs sampler='static'"):
+        make_trainer(tiny_model_dir, synthetic_data, tmp_path / "a", "--sampler-merged-weights", "true", "--sampler", "generate")
+    with pytest.raises(ValueError, match="needs LoRA adapters"):  # at the trainer's start, not the first sampling step
+        make_trainer(tiny_model_dir, synthetic_data, tmp_path / "b", "--sampler-merged-weights", "true", "--use-lora", "false")

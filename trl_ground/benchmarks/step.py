@@ -298,6 +298,9 @@ def run(argv=None) -> dict:
     if not args.skip_naive:
         variant("hybrid_naive_step", args.naive_reps, 1, samples_per_prompt=1, sampler="generate", fuse_logprob_pass=False)
     trainer._sample = real_sample
+    trainer._static_sampler = samplers[False]
+    samplers.clear()  # the merged copies (14 GB for the 8B model) go before the decode timings make their own
+    gc.collect()
     result["sft_peak_gb"] = result["sft_step_peak_gb"]
     if "hybrid_step_peak_gb" in result:
         result["hybrid_peak_gb"] = result["hybrid_step_peak_gb"]
@@ -379,8 +382,10 @@ def ratios_and_targets(result: dict, lora16: bool) -> tuple[dict, dict]:
     for name in ("sampler", "sampler_merged"):
         if "generate_ms_per_token" in result and f"{name}_ms_per_token" in result:
             ratios[f"generate_over_{name}_per_token"] = round(result["generate_ms_per_token"] / result[f"{name}_ms_per_token"], 2)
-    best_step = min(result.get("hybrid_merged_step_s", math.inf), result.get("hybrid_step_s", math.inf))
-    targets = {"hybrid_over_sft<=2.0 (best sampler)": best_step / sft <= 2.0}
+    targets = {}  # only what this run measured
+    best_step = min(result.get(f"{name}_s", math.inf) for name in ("hybrid_step", "hybrid_merged_step", "hybrid_packed_step"))
+    if best_step < math.inf:
+        targets["hybrid_over_sft<=2.0 (best variant)"] = best_step / sft <= 2.0
     if "hybrid_over_sft" in ratios:
         targets["hybrid_over_sft<=2.0 (default sampler)"] = ratios["hybrid_over_sft"] <= 2.0
     if "generate_over_sampler_per_token" in ratios:

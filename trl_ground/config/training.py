@@ -105,7 +105,7 @@ class GroundingSFTConfig(SFTConfig):
         sampler_merged_weights (`bool`, defaults to `False`):
             Sample with each LoRA linear merged into one dense matrix (base dequantized when
             4-bit), refreshed every sampling step: fewer kernels and bytes per decode step
-            for one dense copy of the adapted linears (~14 GB for the 8B model, +16 GB peak measured);
+            for one dense copy of the adapted linears (~14 GB for the 8B model, +14-16 GB peak measured);
             :mod:`trl_ground.sampling_weights`. Its rounding makes the samples come from a
             slightly different model, corrected by truncated importance weights.
         sampler_importance_clip_max (`float`, defaults to `3.0`):
@@ -179,6 +179,8 @@ class GroundingSFTConfig(SFTConfig):
             raise ValueError("sample_min_new_tokens must lie in [0, sample_max_new_tokens]")
         if self.sample_temperature <= 0:
             raise ValueError(f"sample_temperature must be > 0, got {self.sample_temperature}")
+        if self.sampler_merged_weights and self.sampler != "static":
+            raise ValueError("sampler_merged_weights needs sampler='static' (generate samples from the model as it is)")
         if self.sampler_importance_clip_max < 1.0:
             raise ValueError(f"sampler_importance_clip_max must be >= 1, got {self.sampler_importance_clip_max}")
         if not 0.0 <= self.baseline_momentum < 1.0:
