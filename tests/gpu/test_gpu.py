@@ -105,3 +105,29 @@ def test_merged_sampling_weights_of_a_4bit_model_sample_its_tokens(tiny_model_di
         loss = trainer.compute_loss(model, dict(batch))
     loss.backward()
     assert torch.isfinite(loss) and 0.9 < trainer._metrics["train"]["sampling/importance_weight_mean"][-1] < 1.1
+
+
+def test_speculative_sampler_and_packed_pass_on_the_gpu(trainer):
+    """Added after the session's device time was spent: not yet run on a GPU. The speculative
+    sampler against ``generate`` (greedy, float32 on CUDA: drafts from generate's own answers
+    are all accepted) and the packed fused pass against the unpacked one (SDPA with a 4D mask)."""
+    from trl_ground.batches import prompts_from_sft_batch
+    from trl_ground.fused_pass import fused_sft_and_answers
+    from trl_ground.generation import sample_answers
+    from trl_ground.speculative import speculative_sample
+
+    model = trainer.model.to("cuda").float()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    tok = trainer.processing_class.tokenizer
+    prompts = prompts_from_sft_batch(batch, tok.pad_token_id)
+    ref = sample_answers(model, prompts, tok, k=1, max_new_tokens=24, do_sample=False)
+    targets = [row[m.bool()].tolist() for row, m in zip(ref.completion_ids, ref.completion_mask)]
+    fast, stats = speculative_sample(model, prompts, tok, targets, max_new_tokens=24, do_sample=False, block=4)
+    assert torch.equal(fast.completion_ids, ref.completion_ids) and stats.tokens_per_step > 3.0
+    sft_inputs = {k: v for k, v in batch.items() if k not in ("gt_boxes", "query_class")}
+    with torch.no_grad():
+        plain = fused_sft_and_answers(model, dict(sft_inputs), ref, tok.pad_token_id, None, 1, 2)
+        packed = fused_sft_and_answers(model, dict(sft_inputs), ref, tok.pad_token_id, None, 1, 2, pack=True, k=1)
+    torch.testing.assert_close(packed.lm_loss, plain.lm_loss, rtol=1e-4, atol=1e-5)
+    mask = ref.completion_mask.bool()
+    torch.testing.assert_close(packed.answer_logp[mask], plain.answer_logp[mask], rtol=1e-3, atol=1e-4)
