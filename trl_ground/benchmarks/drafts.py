@@ -93,12 +93,12 @@ def skeleton_mass(model, batch, tokenizer) -> dict:
 def run(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--warm-from", default="benchmarks/warm_start", help="the learning benchmark's warm start (model dir or tar parts)")
-    ap.add_argument("--prompts", type=int, default=48)
-    ap.add_argument("--blocks", type=int, nargs="+", default=[4, 8])
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--max-new-tokens", type=int, default=160)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", default="benchmarks/drafts_warm.json")
+    ap.add_argument("--prompts", type=int, default=48, help="scenes drawn (those with objects are asked: 42 of 48 at the default seed)")
+    ap.add_argument("--blocks", type=int, nargs="+", default=[4, 8], help="draft lengths to measure (default: 4 8)")
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    ap.add_argument("--max-new-tokens", type=int, default=160, help="token limit of an answer (default: 160)")
+    ap.add_argument("--seed", type=int, default=7, help="seed of the scenes and of the sampling (default: 7)")
+    ap.add_argument("--out", default="benchmarks/drafts_warm.json", help="result JSON (default: the committed one)")
     args = ap.parse_args(argv)
 
     import torch
@@ -115,7 +115,7 @@ def run(argv=None) -> dict:
     tok = processor.tokenizer
     result = {
         "date": time.strftime("%Y-%m-%d"), "hardware": "CPU", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "settings": {**vars(args), "prompts": len(targets), "target_tokens_mean": round(sum(map(len, targets)) / len(targets), 1)},
+        "settings": {**vars(args), "prompts_with_objects": len(targets), "target_tokens_mean": round(sum(map(len, targets)) / len(targets), 1)},
         "skeleton": skeleton_mass(model, batch, tok),
     }
     common = dict(k=1, temperature=args.temperature, max_new_tokens=args.max_new_tokens)

@@ -159,6 +159,8 @@ def run(argv=None) -> dict:
     import torch
     import transformers
 
+    if not (args.smoke or torch.cuda.is_available()):
+        raise ValueError("trl-ground-bench-step measures a CUDA GPU and this machine has none (--smoke checks the script on the CPU)")
     from trl_ground.batches import prompts_from_sft_batch
     from trl_ground.collator import GroundingCollator
     from trl_ground.config import GroundingSFTConfig, ModelArguments
