@@ -160,3 +160,16 @@ def test_step_benchmark_without_a_gpu_stops_at_once():
         pytest.skip("this machine has a GPU")
     r = run("scripts/bench_step.py", "--out", "unused.json")
     assert r.returncode == 2 and "measures a CUDA GPU" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_benchmark_scratch_folder_holds_and_removes_temporary_files():
+    import os
+    import tempfile
+
+    from trl_ground.benchmarks import scratch_tempdir
+
+    before = tempfile.tempdir
+    with scratch_tempdir("bench-") as scratch:
+        made = tempfile.mkdtemp()
+        assert os.path.dirname(made) == scratch
+    assert not os.path.exists(scratch) and tempfile.tempdir == before

@@ -145,7 +145,7 @@ def run(argv=None) -> dict:
     return result
 
 
-main = benchmark_command(run)
+main = benchmark_command(run, scratch=True)
 
 
 if __name__ == "__main__":

@@ -433,7 +433,7 @@ def combine_runs(qlora: list[str], lora16: list[str], crowded: list[str]) -> dic
     return result
 
 
-main = benchmark_command(run)
+main = benchmark_command(run, scratch=True)
 
 
 if __name__ == "__main__":
