@@ -16,7 +16,7 @@ import torch
 
 from .mrope import mrope_position_ids
 
-__all__ = ["PromptBatch", "Samples", "answer_inputs", "concat_sft_and_samples", "prompts_from_sft_batch", "with_positions"]
+__all__ = ["PromptBatch", "Samples", "answer_inputs", "concat_sft_and_samples", "prompts_from_sft_batch", "sft_prompt_lengths", "with_positions"]
 
 
 def with_positions(inputs: dict, spatial_merge_size: int | None) -> dict:
@@ -77,15 +77,21 @@ class PromptBatch:
         return out
 
 
+def sft_prompt_lengths(batch: dict) -> torch.Tensor:
+    """``(B,)`` prompt length of each row of TRL's SFT batch (rows ``[prompt][answer][padding]``,
+    labels -100 up to the answer): the index of its first label, its length without one."""
+    is_answer = batch["labels"] != -100
+    return torch.where(is_answer.any(dim=1), is_answer.int().argmax(dim=1), batch["attention_mask"].sum(dim=1))
+
+
 def prompts_from_sft_batch(batch: dict, pad_token_id: int) -> PromptBatch:
     """Cut the left-padded prompts out of a prompt-completion SFT batch.
 
     In TRL's batch every row is ``[prompt][answer][padding]`` (flushed left) and the labels
     are -100 up to the answer, so a row's prompt length is the index of its first label.
     """
-    labels, ids, mask = batch["labels"], batch["input_ids"], batch["attention_mask"]
-    is_answer = labels != -100
-    lengths = torch.where(is_answer.any(dim=1), is_answer.int().argmax(dim=1), mask.sum(dim=1))
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    lengths = sft_prompt_lengths(batch)
     width = int(lengths.max())
     # Destination column of each source token: row i's first n_i tokens go to the last n_i columns.
     cols = torch.arange(width, device=ids.device)

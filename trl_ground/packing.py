@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .batches import Samples
+from .batches import Samples, sft_prompt_lengths
 from .mrope import mrope_position_ids
 
 __all__ = ["PackedRows", "pack_sft_and_samples"]
@@ -72,9 +72,8 @@ def pack_sft_and_samples(sft: dict, samples: Samples, k: int, pad_token_id: int,
     device = ids.device
     positions = _sft_positions(sft, spatial_merge_size)
     mm = sft.get("mm_token_type_ids")
-    is_target = labels != -100
     lengths = attn.sum(dim=1)
-    prompt_lengths = torch.where(is_target.any(dim=1), is_target.int().argmax(dim=1), lengths)
+    prompt_lengths = sft_prompt_lengths(sft)
     answer_lengths = samples.completion_mask.sum(dim=1)
     n_answers, width_t = samples.completion_ids.shape
     if n_answers != ids.shape[0] * k:

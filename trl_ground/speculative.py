@@ -29,14 +29,13 @@ steps on models that write the format; a graph-captured verify step is future wo
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from .batches import PromptBatch, Samples
 from .generation import completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
-from .static_sampler import _base_model, _cache_kwarg, prefill
+from .static_sampler import _base_model, _cache_kwarg, prefill, processed_scores
 
 __all__ = ["SpeculativeStats", "lookup_drafts", "speculative_accept", "speculative_sample"]
 
@@ -125,11 +124,9 @@ def lookup_drafts(generated: list[list[int]], targets: list[list[int]], block: i
 
 
 def _processed_probs(logits, suppress, eos_t, no_end, temperature, do_sample):
-    """``generate``'s processing of ``logits (R, q, V)``: suppressed tokens, the end tokens
-    where ``no_end (R, q)`` (before ``min_new_tokens``), temperature, softmax."""
-    scores = logits.float().clone()
-    scores[..., suppress] = -math.inf
-    scores[..., eos_t] = scores[..., eos_t].masked_fill(no_end.unsqueeze(-1), -math.inf)
+    """The distributions the static sampler draws from, for ``logits (R, q, V)``
+    (:func:`~trl_ground.static_sampler.processed_scores`; end tokens banned where ``no_end (R, q)``)."""
+    scores = processed_scores(logits, suppress, eos_t, no_end)
     return torch.softmax(scores / (temperature if do_sample else 1.0), dim=-1)
 
 

@@ -37,7 +37,7 @@ from .mrope import mrope_position_ids
 from .generation import completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
 from .sampling_weights import MergedSamplingWeights
 
-__all__ = ["StaticSampler"]
+__all__ = ["StaticSampler", "prefill", "processed_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,20 @@ def _cache_kwarg(model) -> str:
     """The forward's name for the KV cache: ``past_key_values`` (transformers <= 5.2x) or ``cache``."""
     params = inspect.signature(type(model).forward).parameters
     return "cache" if "cache" in params else "past_key_values"
+
+
+def processed_scores(logits: torch.Tensor, suppress: torch.Tensor, eos_t: torch.Tensor | None = None, no_end=None) -> torch.Tensor:
+    """``generate``'s logits processing, as a float32 copy of ``logits (..., V)``: the
+    ``suppress`` tokens (image placeholders) at -inf, and the end tokens ``eos_t`` too (before
+    ``min_new_tokens``): everywhere, or where the bool ``no_end (...)`` is True."""
+    scores = logits.to(torch.float32, copy=True)
+    scores[..., suppress] = -math.inf
+    if eos_t is not None:
+        if no_end is None:
+            scores[..., eos_t] = -math.inf
+        else:
+            scores[..., eos_t] = scores[..., eos_t].masked_fill(no_end.unsqueeze(-1), -math.inf)
+    return scores
 
 
 def prefill(base, rows: PromptBatch, cache, cache_kw: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,10 +216,7 @@ class StaticSampler:
     @staticmethod
     def _pick(logits, suppress, eos_t, temperature, do_sample) -> torch.Tensor:
         """``generate``'s arithmetic: suppression, temperature, softmax + multinomial / argmax."""
-        scores = logits.float()
-        scores[:, suppress] = -math.inf
-        if eos_t is not None:
-            scores[:, eos_t] = -math.inf
+        scores = processed_scores(logits, suppress, eos_t)
         if not do_sample:
             return scores.argmax(dim=-1)
         probs = torch.softmax(scores / temperature, dim=-1)

@@ -73,8 +73,9 @@ def test_packed_vision_attention_and_positions_in_bf16_on_the_gpu(tiny_model_dir
 
 def test_merged_sampling_weights_of_a_4bit_model_sample_its_tokens(tiny_model_dir, synthetic_data, tmp_path):
     """The 4-bit path of the merged weights (bitsandbytes' dequantization + the adapters, in
-    bf16): the same greedy tokens as the unmerged sampler, log-probabilities close to the
-    training forward's, and an importance-weighted training step."""
+    bf16), replayed from a CUDA graph: the sampled tokens' log-probabilities close to the
+    training forward's (teacher-forced: in bf16 one near tie flipped by rounding changes the
+    rest of a free-running row), and an importance-weighted training step."""
     from trl_ground.batches import prompts_from_sft_batch
     from trl_ground.fused_pass import answer_logprobs
     from trl_ground.static_sampler import StaticSampler
@@ -91,14 +92,10 @@ def test_merged_sampling_weights_of_a_4bit_model_sample_its_tokens(tiny_model_di
     tok = trainer.processing_class.tokenizer
     prompts = prompts_from_sft_batch(batch, tok.pad_token_id)
     with sampling_autocast(trainer.args, prompts.input_ids.device):
-        plain = StaticSampler(bucket=16).sample(model, prompts, tok, k=2, max_new_tokens=16, do_sample=False)
         sampler = StaticSampler(bucket=16, merged_weights=True)
         merged = sampler.sample(model, prompts, tok, k=2, max_new_tokens=16, do_sample=False)
         reference = answer_logprobs(model, merged).detach()
     assert all(state.graph is not None for state in sampler._states.values())
-    # (no token-for-token comparison with `plain`: in bf16 one near tie flipped by rounding
-    # changes the rest of a row; the log-probabilities below are compared teacher-forced)
-    assert plain.completion_ids.shape == merged.completion_ids.shape
     mask = merged.completion_mask.bool()
     assert (merged.sampler_logprobs - reference)[mask].abs().mean() < 0.05
     with trainer.accelerator.autocast():
