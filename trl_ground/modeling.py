@@ -16,7 +16,10 @@ import torch
 from .compat import enable_activation_checkpointing
 from .vision_attention import use_packed_vision_attention
 
-__all__ = ["count_parameters", "load_model", "load_processor", "lora_target_modules", "prepare_quantized_for_training"]
+__all__ = [
+    "compute_dtype", "count_parameters", "load_model", "load_processor", "lora_target_modules", "prepare_quantized_for_training",
+    "weight_dtype",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,17 @@ def compute_dtype() -> torch.dtype:
     return torch.float32
 
 
+def weight_dtype(model_args) -> torch.dtype:
+    """The dtype the model's weights are loaded in for training.
+
+    Full fine-tuning keeps fp32 master weights, and the Trainer's ``bf16`` / ``fp16`` run the
+    compute under autocast (mixed precision): an AdamW step of ``lr`` moves a weight by about
+    ``lr``, which bf16 cannot represent next to most weights (its spacing at 0.2 is ~1e-3, so
+    a step of 5e-5 rounds away). With LoRA the base is frozen and stays in :func:`compute_dtype`
+    (bf16 on a GPU); the adapters are fp32 (PEFT's default)."""
+    return compute_dtype() if model_args.use_lora else torch.float32
+
+
 def load_processor(model_id: str, max_pixels: int | None = None, min_pixels: int | None = None):
     """``AutoProcessor`` for ``model_id`` with left padding (for generation) and the image
     size limits of the data (so images are never resized twice)."""
@@ -66,7 +80,7 @@ def load_model(model_args, gradient_checkpointing: bool = True, device_map=None)
     """
     from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 
-    dtype = compute_dtype()
+    dtype = weight_dtype(model_args)
     kwargs = {"dtype": dtype, "attn_implementation": model_args.attn_implementation}
     if model_args.load_in_4bit:
         if not torch.cuda.is_available():

@@ -130,8 +130,7 @@ def estimate_output_sizes(model_args, config) -> OutputSizes:
 
     With ``P`` trainable and ``N`` total parameters (:func:`_parameter_counts`: exact, from
     ``config.json`` on the meta device), ``b`` the bytes of a trainable parameter (4 for
-    LoRA, which PEFT keeps in fp32; the training dtype's for full fine-tuning: 2 in bf16 on
-    a GPU, 4 on a CPU) and ``s`` the optimizer's bytes of state per parameter (``2b`` for
+    LoRA, which PEFT keeps in fp32; 4 for full fine-tuning, whose master weights are fp32) and ``s`` the optimizer's bytes of state per parameter (``2b`` for
     Adam-type optimizers, ``b`` for SGD / Lion, 2 for 8-bit optimizers, 0 for Adafactor)::
 
         checkpoint = W + s * P + 64 MB      W = b * P (LoRA: the adapters) or b * N (full)
@@ -141,10 +140,10 @@ def estimate_output_sizes(model_args, config) -> OutputSizes:
     QLoRA's 4-bit base is not part of a checkpoint. E.g. Qwen3-VL-8B, LoRA r16 on the
     language MLP, AdamW: P = 28.3 M -> checkpoint ~0.41 GB, final ~17.6 GB.
     """
-    from .modeling import compute_dtype
+    from .modeling import weight_dtype
 
     trainable, total = _parameter_counts(model_args)
-    b = LORA_BYTES if model_args.use_lora else torch.finfo(compute_dtype()).bits // 8
+    b = LORA_BYTES if model_args.use_lora else torch.finfo(weight_dtype(model_args)).bits // 8
     weights = b * (trainable if model_args.use_lora else total)
     checkpoint = weights + int(_optimizer_state_bytes(config.optim, b) * trainable) + CHECKPOINT_OVERHEAD_BYTES
     return OutputSizes(checkpoint=checkpoint, final=weights + (MERGED_BYTES * total if model_args.use_lora else 0))

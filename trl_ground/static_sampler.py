@@ -31,13 +31,14 @@ import math
 from contextlib import nullcontext
 
 import torch
+from transformers import StaticCache
 
 from .batches import PromptBatch, Samples
 from .mrope import mrope_position_ids
 from .generation import completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
 from .sampling_weights import MergedSamplingWeights
 
-__all__ = ["StaticSampler", "prefill", "processed_scores"]
+__all__ = ["StaticSampler", "prefill", "processed_scores", "sampling_dtype"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +85,34 @@ def prefill(base, rows: PromptBatch, cache, cache_kw: str) -> tuple[torch.Tensor
     return out.logits[:, -1], rope_deltas
 
 
+def sampling_dtype(model, device) -> torch.dtype:
+    """The dtype the model computes in while sampling: the autocast dtype when autocast is on
+    (an fp32 model trained in mixed precision), else the model's own."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return _base_model(model).dtype
+
+
+class UniformDtypeStaticCache(StaticCache):
+    """A ``StaticCache`` that stores keys and values in ``kv_dtype``. Under autocast an fp32
+    model's keys come out of its fp32 ``k_norm`` in fp32 while its values come out of a bf16
+    linear; a cache created from the first ones (transformers' lazy initialization) then
+    refuses the others (``index_copy_``: Float and BFloat16)."""
+
+    def __init__(self, config, max_cache_len: int, kv_dtype: torch.dtype):
+        super().__init__(config=config, max_cache_len=max_cache_len)
+        self.kv_dtype = kv_dtype
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        return super().update(key_states.to(self.kv_dtype), value_states.to(self.kv_dtype), *args, **kwargs)
+
+
 class _DecodeState:
-    """Buffers and (optionally) the CUDA graph of one ``(rows, cache length)`` shape."""
+    """Buffers and (optionally) the CUDA graph of one ``(rows, cache length, dtype)`` shape."""
 
     def __init__(self, model, rows: int, length: int, device, dtype):
-        from transformers import StaticCache
-
         self.rows, self.length = rows, length
-        self.cache = StaticCache(config=model.config, max_cache_len=length)
+        self.cache = UniformDtypeStaticCache(model.config, length, dtype)
         self.input_ids = torch.zeros((rows, 1), dtype=torch.long, device=device)
         self.position_ids = torch.zeros((3, rows, 1), dtype=torch.long, device=device)
         self.mask = torch.zeros((rows, 1, 1, length), dtype=torch.bool, device=device)
@@ -160,15 +181,14 @@ class StaticSampler:
         """The merged matrices of ``model`` (made on first use), refreshed from its current
         adapters; in the autocast dtype when sampling runs under autocast."""
         if self._merged is None:
-            dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else _base_model(model).dtype
-            self._merged = MergedSamplingWeights(model, dtype)
+            self._merged = MergedSamplingWeights(model, sampling_dtype(model, device))
             logger.info("merged sampling weights: %.2f GB", self._merged.nbytes / 1e9)
         self._merged.refresh()
         return self._merged
 
     # ---- internals -------------------------------------------------------------------
     def _state(self, base, rows: int, length: int, device, dtype) -> _DecodeState:
-        key = (rows, length, str(device))
+        key = (rows, length, str(device), dtype)
         if key not in self._states:
             if len(self._states) >= self.max_states:  # bound the memory held by caches of old shapes
                 self._states.pop(next(iter(self._states)))
@@ -183,7 +203,7 @@ class StaticSampler:
         device = rows.input_ids.device
         n_rows, prompt_len = rows.input_ids.shape
         length = int(math.ceil((prompt_len + max_new_tokens) / self.bucket) * self.bucket)
-        state = self._state(base, n_rows, length, device, base.dtype)
+        state = self._state(base, n_rows, length, device, sampling_dtype(base, device))
         cache_kw = _cache_kwarg(base)
 
         logits, rope_deltas = prefill(base, rows, state.cache, cache_kw)

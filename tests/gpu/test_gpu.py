@@ -128,3 +128,26 @@ def test_speculative_sampler_and_packed_pass_on_the_gpu(trainer):
     torch.testing.assert_close(packed.lm_loss, plain.lm_loss, rtol=1e-4, atol=1e-5)
     mask = ref.completion_mask.bool()
     torch.testing.assert_close(packed.answer_logp[mask], plain.answer_logp[mask], rtol=1e-3, atol=1e-4)
+
+
+def test_full_fine_tuning_keeps_fp32_masters_and_samples_under_bf16_autocast(tiny_model_dir, synthetic_data, tmp_path):
+    """Full fine-tuning on a bf16 GPU: fp32 weights, bf16 autocast, the hybrid step's static
+    sampler (CUDA graph) on the fp32 model (its cache once got fp32 keys and bf16 values:
+    ``index_copy_(): Float and BFloat16``), and an AdamW step of 5e-5 that moves a weight of 0.2."""
+    from ..trl_ground.test_trainer import make_trainer
+
+    trainer = make_trainer(
+        tiny_model_dir, synthetic_data, tmp_path, "--use-lora", "false", "--bf16", "true", "--lr", "5e-5", "--weight-decay", "0",
+        "--max-steps", "1", "--warmup-steps", "0", "--lr-scheduler-type", "constant", "--gradient-accumulation-steps", "1",
+        "--save-strategy", "no", "--eval-strategy", "no", "--sample-max-new-tokens", "16",
+    )
+    weight = trainer.model.model.language_model.layers[0].mlp.down_proj.weight
+    assert weight.dtype == torch.float32 and trainer.args.bf16
+    with torch.no_grad():
+        weight.fill_(0.2)
+    trainer.train()
+    assert trainer._static_sampler._states, "the hybrid step sampled with the static sampler"
+    for state in trainer._static_sampler._states.values():
+        assert all(layer.keys.dtype == torch.bfloat16 for layer in state.cache.layers if getattr(layer, "is_initialized", False))
+    moved = (weight.detach() - 0.2).abs()
+    assert moved.max().item() > 4e-5 and (moved > 1e-5).float().mean().item() > 0.9

@@ -75,7 +75,7 @@ _HELP = {
     "eval_steps": "With eval_strategy steps: evaluate every N optimizer steps (default: logging_steps).",
     "per_device_eval_batch_size": "Batch size per device for evaluation.",
     "gradient_checkpointing": "Recompute activations in the backward pass: less memory, ~20% slower.",
-    "bf16": "bf16 mixed precision.",
+    "bf16": "Compute in bf16 under autocast; full fine-tuning keeps fp32 master weights, LoRA's frozen base is stored in bf16.",
     "use_cpu": "Train on the CPU even when a GPU is present.",
     "report_to": "Where to log: none, wandb, tensorboard, trackio, all.",
     "reward_weights": "One weight per reward, in the order of rewards (default: all 1.0).",
