@@ -46,7 +46,7 @@ import numpy as np
 
 from .config.data import DataArguments
 from .data import build_examples
-from .metrics import Example, answer_statistics, count_metrics, mean_average_precision
+from .metrics import Example, answer_statistics, count_metrics, mean_average_precision, query_counts
 from .predictions import Prediction, PredictionFile, read_predictions
 from .records import BOX_TOLERANCE, load_records
 
@@ -174,7 +174,9 @@ class _Matcher:
         return out, missing
 
 
-def evaluate(pred_path, gt_json, img_root=None, prompt_mode: str | None = None, add_negatives: bool | None = None) -> dict:
+def evaluate(
+    pred_path, gt_json, img_root=None, prompt_mode: str | None = None, add_negatives: bool | None = None, per_query: bool = False
+) -> dict:
     """Score ``pred_path`` against every query of ``gt_json`` (see the module docstring).
 
     Args:
@@ -183,6 +185,8 @@ def evaluate(pred_path, gt_json, img_root=None, prompt_mode: str | None = None, 
         img_root: image root of ``gt_json`` (default: its folder); only paths are checked.
         prompt_mode: ``primary`` / ``per_class`` / ``referring``, or None: from the predictions.
         add_negatives: expect one negative query per image, or None: from the predictions.
+        per_query: also return ``per_query``, the counts of every query sorted by its key
+            (:func:`trl_ground.metrics.query_counts`), for paired comparisons of two files.
     Returns:
         The metrics dict written to ``metrics.json`` (top-level ``precision``, ``recall``,
         ``f1``, ``mean_iou``, ``ap50`` at IoU 0.5 over all queries; see :func:`_report`).
@@ -221,6 +225,8 @@ def evaluate(pred_path, gt_json, img_root=None, prompt_mode: str | None = None, 
         duplicate_predictions=len(matcher.duplicates),
         out_of_range_predictions=len(out_of_range),
     )
+    if per_query:
+        metrics["per_query"] = query_counts(sorted(examples, key=lambda e: e.key))
     return metrics
 
 

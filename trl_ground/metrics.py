@@ -77,6 +77,22 @@ def count_metrics(examples: list[Example], iou_threshold: float = 0.5) -> dict:
     }
 
 
+def query_counts(examples: list[Example], iou_threshold: float = 0.5) -> dict:
+    """Per query, in ``examples``' order: what the micro-averaged metrics are sums of, so that
+    they can be resampled (a paired bootstrap over queries).
+
+    Returns lists ``key``, ``positive`` (the ground truth has boxes), ``tp``, ``fp``, ``fn``
+    (matching at ``iou_threshold``, as :func:`count_metrics`) and ``n_pred`` (boxes answered).
+    """
+    out = {"key": [], "positive": [], "tp": [], "fp": [], "fn": [], "n_pred": []}
+    for ex in examples:
+        t = grounding_terms(ex.pred, ex.gt, iou_threshold=iou_threshold)
+        for name, value in (("key", ex.key), ("positive", bool(len(ex.gt))), ("tp", int(t.n_matched)), ("fp", int(t.fp)),
+                            ("fn", int(t.fn)), ("n_pred", int(len(ex.pred)))):
+            out[name].append(value)
+    return out
+
+
 def average_precision(examples: list[Example], iou_threshold: float = 0.5) -> float | None:
     """COCO AP of one class over ``examples``; None when there is no ground truth."""
     n_gt = sum(len(ex.gt) for ex in examples)

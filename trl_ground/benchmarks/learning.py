@@ -10,18 +10,21 @@ says so); from it every **branch** trains the same number of steps on the same d
 (per seed), with the project's own trainers and evaluation code:
 
 - ``sft``: LM loss only;  ``literal``: LM + the counts terms as constants (the reference
-  script's behaviour);  ``hybrid_counts``: the counts cost with the policy gradient;
-  ``hybrid``: the dense cost with box-level credit (the default);  ``hybrid_sequence``: the
-  dense cost with sequence-level credit;  ``grpo``: TRL's GRPOTrainer with the same dense
-  grounding reward plus the format reward;  and each of ``variants``.
+  script's behaviour: sampling, no gradient of its own);  ``shuffled``: the hybrid with its
+  advantages permuted across answers (the same gradient noise, no reward signal);
+  ``hybrid_counts``: the counts cost with the policy gradient;  ``hybrid``: the dense cost
+  with box-level credit (the default);  ``hybrid_sequence``: the dense cost with
+  sequence-level credit;  ``grpo``: TRL's GRPOTrainer with the same dense grounding reward
+  plus the format reward;  and each of ``variants``.
 
-Each run records a validation curve (F1@0.5 every ``eval_every`` steps, against training
-seconds) and its final metrics on the held-out test scenes, split by prompt type (with and
-without boxes) by :func:`trl_ground.evaluate.evaluate`. ``summary`` gives mean +- std over
-seeds, the SFT branch's seed-to-seed std as the noise band, each branch's difference to SFT
-and whether it exceeds the band, and the comparison at equal wall-clock (each branch kind's
-seconds per step measured alone, ``timing_steps``). Branches run as separate processes
-(``jobs`` at once, sharing the GPU); the result JSON is rewritten as results come in.
+Settings a branch is sensitive to (its LR, the policy term's weight) are chosen per branch on
+**validation** (``tune``: each candidate trained once with ``tune_seed``), then every seed
+trains with the chosen one. Each run records a validation curve (F1@0.5 every ``eval_every``
+steps, against training seconds) and its final metrics on the held-out test scenes, split by
+prompt type (with and without boxes) by :func:`trl_ground.evaluate.evaluate`, with the
+counts of every test query so that branches can be compared query by query and seed by seed
+(:mod:`.learning_summary`, :mod:`.paired`). Branches run as separate processes (``jobs`` at
+once, sharing the GPU); the result JSON is rewritten as results come in.
 """
 
 from __future__ import annotations
@@ -44,16 +47,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from transformers import TrainerCallback  # noqa: E402
 
-from trl_ground.config.benchmark import BENCH_BRANCHES, LearningBenchSettings  # noqa: E402
+from trl_ground.benchmarks.learning_summary import base_kind, plot, summarize  # noqa: E402
+from trl_ground.config.benchmark import LearningBenchSettings  # noqa: E402
 
-__all__ = ["main", "run", "summarize"]
+__all__ = ["main", "run"]
 
 SIGNALS = ("grounding_cost", "grounding_cost_std", "grounding_cost_group_std", "f1", "sampled_tokens", "box_credit_fraction",
            "reward", "reward_std", "loss", "lm_loss", "grad_norm")
-METRIC_KEYS = ("f1", "precision", "recall", "mean_iou", "ap50", "f1_positive", "precision_positive", "recall_positive",
-               "mean_iou_positive", "ap50_positive", "empty_fraction_positive", "hallucination_fraction_negative",
-               "duplicate_fraction", "unparseable_fraction", "tokens_per_answer")
 WARM_DIR = "warm_model"
+TUNED_FILE = "tuned.json"  # the flags each tuned branch trains its seeds with
+# What warm starts recorded before their fingerprint held these keys were made with.
+LEGACY_FINGERPRINT = {"data_seed": 1234, "val_images": 150, "test_images": 300}
 
 
 # ---- data, model, evaluation -----------------------------------------------------------
@@ -65,10 +69,10 @@ def prepare(work: Path, s: LearningBenchSettings) -> None:
     from trl_ground.tiny import ANSWER_TOKENS, build_tiny_qwen3vl
 
     data = work / "data"
-    data_settings = {k: getattr(s, k) for k in ("n_images", "image_size", "max_objects", "val_images", "test_images")}
+    data_settings = {k: getattr(s, k) for k in ("n_images", "image_size", "max_objects", "val_images", "test_images", "data_seed")}
     stamp = data / "data_settings.json"
     if not (stamp.exists() and json.loads(stamp.read_text()) == data_settings):
-        make_synthetic_dataset(data, n=s.n_images, seed=1234, test_fraction=s.test_images / s.n_images, size=s.image_size,
+        make_synthetic_dataset(data, n=s.n_images, seed=s.data_seed, test_fraction=s.test_images / s.n_images, size=s.image_size,
                                max_objects=s.max_objects, val_fraction=s.val_images / s.n_images, workers=s.data_workers)
         stamp.write_text(json.dumps(data_settings))
     words = ANSWER_TOKENS + CLASSES if s.word_tokens else ()
@@ -93,8 +97,10 @@ class EvalSet:
         self.truth = data / f"{split}.json"
         self.s = s
 
-    def evaluate(self, model, processor) -> dict:
-        """Greedy answers -> the evaluation's metrics (the keys of :data:`METRIC_KEYS`)."""
+    def evaluate(self, model, processor, per_query: bool = False) -> dict:
+        """Greedy answers -> the evaluation's metrics (the keys of
+        :data:`~trl_ground.benchmarks.learning_summary.METRIC_KEYS`), and with ``per_query``
+        the counts of every query (``per_query``: :func:`trl_ground.metrics.query_counts`)."""
         from trl_ground.evaluate import evaluate
         from trl_ground.predict import predict
 
@@ -106,12 +112,19 @@ class EvalSet:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "outputs.json"
             path.write_text(json.dumps(outputs))
-            m = evaluate(path, self.truth, prompt_mode="primary", add_negatives=True)
+            m = evaluate(path, self.truth, prompt_mode="primary", add_negatives=True, per_query=per_query)
         positive = m["with_boxes"]
         out = {k: m[k] for k in ("f1", "precision", "recall", "mean_iou", "ap50", "empty_fraction_positive",
                                  "hallucination_fraction_negative", "duplicate_fraction", "unparseable_fraction", "tokens_per_answer")}
         out.update({f"{k}_positive": positive[k] for k in ("f1", "precision", "recall", "mean_iou", "ap50")})
+        if per_query:
+            out["per_query"] = m["per_query"]
         return out
+
+    def query_mix(self) -> tuple[int, int]:
+        """``(queries with boxes, queries without)`` of this split."""
+        positive = sum(1 for item in self.items if item.meta["mode"] != "negative")
+        return positive, len(self.items) - positive
 
 
 # ---- callbacks --------------------------------------------------------------------------
@@ -211,6 +224,7 @@ def branch_flags(name: str, s: LearningBenchSettings) -> list[str]:
         "literal": ["--grounding-gradient", "none", "--cost", "counts"] + sampled,
         "hybrid_counts": ["--cost", "counts", "--credit", "sequence"] + sampled,
         "hybrid": ["--cost", "dense", "--credit", "box"] + sampled,
+        "shuffled": ["--cost", "dense", "--credit", "box", "--shuffle-advantages", "true"] + sampled,
         "hybrid_sequence": ["--cost", "dense", "--credit", "sequence"] + sampled,
         # same prompts per step as the other branches: batch x K completions
         "grpo": ["--cost", "dense", "--num-generations", str(s.samples_per_prompt), "--max-completion-length",
@@ -219,13 +233,9 @@ def branch_flags(name: str, s: LearningBenchSettings) -> list[str]:
     }[name]
 
 
-def _base_kind(name: str, s: LearningBenchSettings) -> str:
-    return s.variants[name]["base"] if name in s.variants else name
-
-
-def train_run(kind: str, argv: list[str], curve: ValidationCurve, seconds: float, extra_callbacks=()) -> tuple:
+def train_run(kind: str, argv: list[str], curve: ValidationCurve, seconds: float, extra_callbacks=(), before_train=None) -> tuple:
     """Build the trainer for ``argv`` (SFT-style or GRPO), train with the validation curve
-    and the stop guard; returns ``(trainer, guard)``."""
+    and the stop guard (``before_train(trainer)`` first, if given); returns ``(trainer, guard)``."""
     from trl_ground.config import GroundingGRPOConfig, parse_args
 
     if kind == "grpo":
@@ -240,6 +250,8 @@ def train_run(kind: str, argv: list[str], curve: ValidationCurve, seconds: float
     curve.trainer = trainer
     for callback in (curve, guard, *extra_callbacks):
         trainer.add_callback(callback)
+    if before_train:
+        before_train(trainer)
     trainer.train()
     return trainer, guard
 
@@ -254,50 +266,90 @@ def signals(log_history: list[dict]) -> dict:
     return out
 
 
-def _run_row(trainer, guard, curve: ValidationCurve, test: EvalSet, argv: list[str]) -> dict:
+def _run_row(trainer, guard, curve: ValidationCurve, test: EvalSet | None, argv: list[str]) -> dict:
+    """A run's record: its validation curve (closed by a point at its last step), training
+    signals and, unless ``test`` is None (tuning runs never look at test data), its test
+    metrics and the per-query counts behind them."""
     if not curve.points or curve.points[-1]["step"] != trainer.state.global_step:
         curve.measure(trainer.state.global_step)
-    metrics = test.evaluate(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class)
-    return {"steps": trainer.state.global_step, "wall_s": curve.points[-1]["train_s"], "metrics": metrics,
-            "curve": curve.points, "signals": signals(trainer.state.log_history), "nan_at_step": guard.nan_at,
-            "stopped_by_time": guard.timed_out, "argv": argv}
-
-
-def warm_start(work: Path, s: LearningBenchSettings, init: Path, on_point=None) -> dict:
-    """Plain SFT from ``init`` (cosine with warmup); saves ``work/warm_model`` and its row."""
-    data = work / "data"
-    curve = ValidationCurve(EvalSet(data, "val", s), s.warm_eval_every, on_point)
-    argv = _common_argv(init, data, work / "warm", s, 0, s.warm_batch, s.warm_workers) + [
-        "--grounding-loss", "false", "--max-steps", str(s.warm_steps), "--lr", str(s.warm_lr),
-        "--lr-scheduler-type", "cosine_with_min_lr", "--lr-scheduler-kwargs", json.dumps({"min_lr_rate": s.warm_min_lr_rate}),
-        "--warmup-steps", str(s.warm_warmup_steps), "--weight-decay", str(s.warm_weight_decay),
-        "--optim", "adamw_torch_fused" if _cuda() else "adamw_torch", "--adam-beta2", "0.98",
-    ]
-    trainer, guard = train_run("sft", argv, curve, s.warm_seconds)
-    row = _run_row(trainer, guard, curve, EvalSet(data, "test", s), argv)
-    trainer.save_model(str(work / WARM_DIR))
-    trainer.processing_class.save_pretrained(str(work / WARM_DIR))
-    row["settings"] = s.warm_fingerprint()
-    row["init"] = str(init)
-    (work / WARM_DIR / "warm_start.json").write_text(json.dumps(row))
+    row = {"steps": trainer.state.global_step, "wall_s": curve.points[-1]["train_s"], "curve": curve.points,
+           "signals": signals(trainer.state.log_history), "nan_at_step": guard.nan_at, "stopped_by_time": guard.timed_out,
+           "argv": argv}
+    if test is not None:
+        metrics = test.evaluate(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, per_query=True)
+        row["per_query"] = metrics.pop("per_query")
+        row["metrics"] = metrics
     return row
 
 
-def run_branch(work: Path, s: LearningBenchSettings, name: str, seed: int, timing: bool = False) -> dict:
-    """Train branch ``name`` from the warm start with ``seed``; its result row. ``timing``:
-    instead, ``2 + timing_steps`` steps with no evaluation, and the seconds per step after
-    the first two."""
+class WarmSnapshots(TrainerCallback):
+    """Saves the warm model at the steps of ``warm_snapshots`` as ``work/warm_step_N/``, each a
+    warm model that ``--warm-from`` accepts (its record holds the curve up to that step)."""
+
+    def __init__(self, work: Path, s: LearningBenchSettings, curve: ValidationCurve):
+        self.work, self.s, self.curve = work, s, curve
+        self.trainer = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.s.warm_snapshots:
+            if not self.curve.points or self.curve.points[-1]["step"] != state.global_step:
+                self.curve.measure(state.global_step)
+            _save_warm(self.trainer, self.work / f"warm_step_{state.global_step}", self.s,
+                       {"steps": state.global_step, "curve": list(self.curve.points), "snapshot": True})
+
+
+def _save_warm(trainer, out: Path, s: LearningBenchSettings, row: dict) -> None:
+    trainer.save_model(str(out))
+    trainer.processing_class.save_pretrained(str(out))
+    (out / "warm_start.json").write_text(json.dumps({**row, "settings": s.warm_fingerprint()}))
+
+
+def warm_start(work: Path, s: LearningBenchSettings, init: Path, on_point=None) -> dict:
+    """Plain SFT from ``init`` (``warm_lr_scheduler`` with warmup); saves ``work/warm_model``
+    (and the ``warm_snapshots``) and its row."""
+    data = work / "data"
+    curve = ValidationCurve(EvalSet(data, "val", s), s.warm_eval_every, on_point)
+    schedule = ["--lr-scheduler-type", s.warm_lr_scheduler]
+    if s.warm_lr_scheduler == "cosine_with_min_lr":
+        schedule += ["--lr-scheduler-kwargs", json.dumps({"min_lr_rate": s.warm_min_lr_rate})]
+    argv = _common_argv(init, data, work / "warm", s, 0, s.warm_batch, s.warm_workers) + schedule + [
+        "--grounding-loss", "false", "--max-steps", str(s.warm_steps), "--lr", str(s.warm_lr),
+        "--warmup-steps", str(s.warm_warmup_steps), "--weight-decay", str(s.warm_weight_decay),
+        "--optim", "adamw_torch_fused" if _cuda() else "adamw_torch", "--adam-beta2", "0.98",
+    ]
+    snapshots = WarmSnapshots(work, s, curve)
+    trainer, guard = train_run("sft", argv, curve, s.warm_seconds, [snapshots], before_train=lambda t: setattr(snapshots, "trainer", t))
+    row = _run_row(trainer, guard, curve, EvalSet(data, "test", s), argv)
+    row["init"] = str(init)
+    _save_warm(trainer, work / WARM_DIR, s, row)
+    return {**row, "settings": s.warm_fingerprint()}
+
+
+def tuned_flags(work: Path, name: str) -> list[str]:
+    """The flags tuning chose for branch ``name`` (none when it was not tuned)."""
+    path = work / TUNED_FILE
+    return json.loads(path.read_text()).get(name, []) if path.exists() else []
+
+
+def run_branch(work: Path, s: LearningBenchSettings, name: str, seed: int, timing: bool = False, candidate: int | None = None) -> dict:
+    """Train branch ``name`` from the warm start with ``seed``; its result row. ``candidate``:
+    a tuning run of ``s.tune[name][candidate]`` (validation only); otherwise the branch
+    trains with its tuned flags. ``timing``: instead, ``2 + timing_steps`` steps with no
+    evaluation, and the seconds per step after the first two."""
     data = work / "data"
     steps = 2 + s.timing_steps if timing else s.branch_steps
     curve = ValidationCurve(EvalSet(data, "val", s), 10**9 if timing else s.eval_every)
-    argv = _common_argv(work / WARM_DIR, data, work / "runs" / f"{name}_{seed}", s, seed, s.branch_batch, 0)
-    argv += ["--max-steps", str(steps)] + branch_flags(name, s)
-    kind = "grpo" if _base_kind(name, s) == "grpo" else "sft"
+    label = f"{name}_{seed}" if candidate is None else f"{name}_tune{candidate}"
+    argv = _common_argv(work / WARM_DIR, data, work / "runs" / label, s, seed, s.branch_batch, 0)
+    extra = s.tune[name][candidate] if candidate is not None else tuned_flags(work, name)
+    argv += ["--max-steps", str(steps)] + branch_flags(name, s) + list(extra)
+    kind = "grpo" if base_kind(name, s) == "grpo" else "sft"
     timer = StepTimer(skip=2)
     trainer, guard = train_run(kind, argv, curve, s.branch_seconds, [timer])
     if timing:
         return {"seconds_per_step": timer.seconds_per_step()}
-    return {"seed": seed, **_run_row(trainer, guard, curve, EvalSet(data, "test", s), argv)}
+    test = EvalSet(data, "test", s) if candidate is None else None
+    return {"seed": seed, "candidate": candidate, **_run_row(trainer, guard, curve, test, argv)}
 
 
 def _cuda() -> bool:
@@ -414,7 +466,8 @@ def reuse_warm(source: Path, work: Path, s: LearningBenchSettings) -> dict:
     settings must be this run's)."""
     model_dir = unpack_warm(source, work / "unpacked")
     row = json.loads((model_dir / "warm_start.json").read_text())
-    differ = {k: (row["settings"].get(k), v) for k, v in s.warm_fingerprint().items() if row["settings"].get(k) != v}
+    theirs = {**LEGACY_FINGERPRINT, **row["settings"]}
+    differ = {k: (theirs.get(k), v) for k, v in s.warm_fingerprint().items() if theirs.get(k) != v}
     if differ:
         raise SystemExit(f"{source} was trained with other settings (theirs, ours): {differ}")
     if model_dir != work / WARM_DIR:
@@ -423,40 +476,91 @@ def reuse_warm(source: Path, work: Path, s: LearningBenchSettings) -> dict:
 
 
 # ---- several processes --------------------------------------------------------------------
-def run_children(work: Path, runs: list[tuple[str, int]], jobs: int, on_result) -> list[str]:
-    """Each ``(name, seed)`` in a process of its own (``--child``), at most ``jobs`` at once;
-    ``on_result(name, row)`` as each ends. Returns the runs that failed (``"name:seed"``)."""
+def run_children(work: Path, runs: list[tuple], jobs: int, on_result) -> list[str]:
+    """Each ``(name, seed)`` or ``(name, seed, candidate)`` in a process of its own
+    (``--child``), at most ``jobs`` at once; ``on_result(name, row)`` as each ends. Returns
+    the runs that failed (``"name:seed[:candidate]"``)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     pending, running, failed = list(runs), {}, []
     (work / "logs").mkdir(exist_ok=True)
     while pending or running:
         while pending and len(running) < jobs:
-            name, seed = pending.pop(0)
-            log = open(work / "logs" / f"{name}_{seed}.log", "w")
-            cmd = [sys.executable, "-m", "trl_ground.benchmarks.learning", "--work-dir", str(work), "--child", f"{name}:{seed}"]
-            running[(name, seed)] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+            spec = ":".join(str(x) for x in pending.pop(0))
+            log = open(work / "logs" / f"{spec.replace(':', '_')}.log", "w")
+            cmd = [sys.executable, "-m", "trl_ground.benchmarks.learning", "--work-dir", str(work), "--child", spec]
+            running[spec] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
         time.sleep(1)
-        for key, (proc, log) in list(running.items()):
+        for spec, (proc, log) in list(running.items()):
             if proc.poll() is None:
                 continue
             log.close()
-            del running[key]
-            part = work / "parts" / f"{key[0]}_{key[1]}.json"
+            del running[spec]
+            label = spec.replace(":", "_")
+            part = work / "parts" / f"{label}.json"
             if proc.returncode != 0 or not part.exists():
-                tail = (work / "logs" / f"{key[0]}_{key[1]}.log").read_text()[-3000:]
-                print(f"run {key} failed (exit {proc.returncode}):\n{tail}", flush=True)
-                failed.append(f"{key[0]}:{key[1]}")
+                tail = (work / "logs" / f"{label}.log").read_text()[-3000:]
+                print(f"run {spec} failed (exit {proc.returncode}):\n{tail}", flush=True)
+                failed.append(spec)
                 continue
-            on_result(key[0], json.loads(part.read_text()))
+            on_result(spec.split(":")[0], json.loads(part.read_text()))
     return failed
 
 
 def _child(work: Path, spec: str) -> None:
     s = LearningBenchSettings(**json.loads((work / "settings.json").read_text()))
-    name, seed = spec.split(":")
-    row = run_branch(work, s, name, int(seed))
+    name, seed, *candidate = spec.split(":")
+    row = run_branch(work, s, name, int(seed), candidate=int(candidate[0]) if candidate else None)
     (work / "parts").mkdir(exist_ok=True)
-    (work / "parts" / f"{name}_{seed}.json").write_text(json.dumps(row))
+    (work / "parts" / f"{spec.replace(':', '_')}.json").write_text(json.dumps(row))
+
+
+def _run_all(work: Path, s: LearningBenchSettings, runs: list[tuple], on_result) -> list[str]:
+    """``runs`` in child processes (``jobs`` > 1) or here, one after the other; the failed ones."""
+    if s.jobs > 1:
+        return run_children(work, runs, s.jobs, on_result)
+    for name, seed, *candidate in runs:
+        print(f"branch {name}, seed {seed}" + (f", tuning candidate {candidate[0]}" if candidate else ""), flush=True)
+        on_result(name, run_branch(work, s, name, seed, candidate=candidate[0] if candidate else None))
+    return []
+
+
+def tune(work: Path, s: LearningBenchSettings) -> tuple[dict, list[str]]:
+    """Train every candidate of ``s.tune`` once with ``tune_seed``; choose per branch the one
+    with the best final validation F1@0.5 (the first on a tie) and write the choices to
+    ``work/tuned.json``. Returns ``(record, failed runs)``."""
+    rows: dict[str, dict[int, dict]] = {}
+    runs = [(name, s.tune_seed, i) for name, candidates in s.tune.items() for i in range(len(candidates))]
+    failed = _run_all(work, s, runs, lambda name, row: rows.setdefault(name, {}).__setitem__(row["candidate"], row))
+    record, chosen = {}, {}
+    for name, candidates in s.tune.items():
+        finals = [rows.get(name, {}).get(i, {}).get("curve", [{}])[-1].get("val_f1") for i in range(len(candidates))]
+        scored = [(f, -i) for i, f in enumerate(finals) if f is not None]
+        best = -max(scored)[1] if scored else None
+        if best is not None:
+            chosen[name] = candidates[best]
+        record[name] = {"candidates": candidates, "final_val_f1": finals, "chosen": best,
+                        "curves": [rows.get(name, {}).get(i, {}).get("curve") for i in range(len(candidates))]}
+        print(f"tuning {name}: validation F1 {finals} -> {candidates[best] if best is not None else 'none'}", flush=True)
+    (work / TUNED_FILE).write_text(json.dumps(chosen))
+    return record, failed
+
+
+def negative_weight(data: Path, s: LearningBenchSettings) -> float:
+    """Queries without boxes per query with boxes in the training data, over the same ratio
+    in the test queries: the weight that turns the test mix into the training mix."""
+    from trl_ground.config import DataArguments
+    from trl_ground.data import build_examples
+    from trl_ground.records import load_records
+
+    records, _ = load_records(data / "train.json", data, check_images=False)
+    args = DataArguments(add_negatives=True, negative_fraction=s.negative_fraction, system_prompt=s.system_prompt,
+                         query_template=s.query_template)
+    rows = build_examples(records, args)
+    train_neg = sum(1 for r in rows if r["mode"] == "negative")
+    test_pos, test_neg = EvalSet(data, "test", s).query_mix()
+    if not (train_neg and test_neg and test_pos):
+        return 1.0
+    return round((train_neg / (len(rows) - train_neg)) / (test_neg / test_pos), 4)
 
 
 def time_per_step(work: Path, s: LearningBenchSettings, names: list[str]) -> dict:
@@ -466,83 +570,6 @@ def time_per_step(work: Path, s: LearningBenchSettings, names: list[str]) -> dic
         out[name] = run_branch(work, s, name, 0, timing=True)["seconds_per_step"]
         print(f"  {name}: {out[name]} s/step alone", flush=True)
     return out
-
-
-# ---- summary ------------------------------------------------------------------------------
-def _stats(values: list[float]) -> dict:
-    import numpy as np
-
-    v = np.array([x for x in values if x is not None], dtype=float)
-    if not v.size:
-        return {"mean": None, "std": None}
-    return {"mean": round(float(v.mean()), 4), "std": round(float(v.std(ddof=1)) if v.size > 1 else 0.0, 4)}
-
-
-def _value_at_step(curve: list[dict], step: float, start: float | None) -> float | None:
-    """Validation F1 at ``step``, linearly interpolated on the curve whose step 0 is the warm
-    start's ``start`` (None when the curve does not reach ``step``)."""
-    import numpy as np
-
-    points = ([(0, start)] if start is not None else []) + [(p["step"], p["val_f1"]) for p in curve]
-    if not points or step > points[-1][0] + 1e-9 or step < points[0][0]:
-        return None
-    xs, ys = zip(*points)
-    return round(float(np.interp(step, xs, ys)), 4)
-
-
-def summarize(result: dict) -> dict:
-    """Per branch: metrics as mean +- std over seeds; the SFT std as the noise band; each
-    branch's F1 difference to SFT and whether it exceeds the band; equal-wall-clock F1."""
-    out = {}
-    for name, runs in result["branches"].items():
-        out[name] = {"seeds": len(runs), "steps": _stats([r["steps"] for r in runs])}
-        for key in METRIC_KEYS:
-            out[name][key] = _stats([r["metrics"].get(key) for r in runs])
-    sft = out.get("sft")
-    noise = sft["f1"]["std"] if sft else None
-    for name, row in out.items():
-        if sft and name != "sft" and row["f1"]["mean"] is not None and sft["f1"]["mean"] is not None:
-            diff = row["f1"]["mean"] - sft["f1"]["mean"]
-            row["f1_minus_sft"] = round(diff, 4)
-            row["exceeds_sft_noise"] = bool(noise is not None and abs(diff) > noise)
-    per_step = result.get("seconds_per_step_alone") or {}
-    warm_curve = result.get("warm_start", {}).get("curve") or []
-    start = warm_curve[-1]["val_f1"] if warm_curve else None
-    if "sft" in result["branches"] and per_step.get("sft"):
-        budget = per_step["sft"] * result["settings"]["branch_steps"]
-        for name, runs in result["branches"].items():
-            base = _base_kind(name, LearningBenchSettings(**result["settings"]))
-            if per_step.get(base):
-                # the step this branch reaches in SFT's time, on its own validation curve
-                steps_in_budget = budget / per_step[base]
-                at = [_value_at_step(r["curve"], steps_in_budget, start) for r in runs]
-                out[name]["equal_wall_clock"] = {"seconds": round(budget, 1), "steps": round(steps_in_budget, 1), "val_f1": _stats(at)}
-    return {"noise_band_f1": noise, "branches": out}
-
-
-def plot(result: dict, path: Path) -> None:
-    """Left: the warm start's validation F1; right: each branch's (one line per seed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (warm_ax, ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    warm = result.get("warm_start", {})
-    if warm.get("curve"):
-        warm_ax.plot([p["step"] for p in warm["curve"]], [p["val_f1"] for p in warm["curve"]], color="k", marker="o")
-    warm_ax.set(xlabel="warm-start steps (plain SFT)", ylabel="validation F1@0.5", title="warm start")
-    start = warm.get("metrics", {}).get("f1")
-    for i, (name, runs) in enumerate(result["branches"].items()):
-        for j, r in enumerate(runs):
-            points = [(0, start)] if start is not None else []
-            points += [(p["step"], p["val_f1"]) for p in r["curve"]]
-            ax.plot(*zip(*points), label=name if j == 0 else None, color=f"C{i}", alpha=0.8, linestyle="-" if j == 0 else "--")
-    ax.set(xlabel="steps after the warm start", ylabel="validation F1@0.5", title="branches (one line per seed)")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 # ---- the command --------------------------------------------------------------------------
@@ -616,6 +643,12 @@ def run(argv=None) -> dict | None:
         result["warm_start"]["exported"] = [str(p) for p in export_warm(work, Path(args.export_warm))]
         save()
 
+    result["negative_weight"] = negative_weight(work / "data", s)
+    failed = []
+    if s.tune:
+        result["tuning"], failed = tune(work, s)
+        save()
+
     def on_result(name, row):
         result["branches"].setdefault(name, []).append(row)
         result["branches"][name].sort(key=lambda r: r["seed"])
@@ -625,18 +658,13 @@ def run(argv=None) -> dict | None:
 
     runs = [(name, seed) for seed in s.seeds for name in s.branches] + [(name, s.seeds[0]) for name in s.variants]
     if runs:
-        if s.jobs > 1:
-            failed = run_children(work, runs, s.jobs, on_result)
-            if failed:
-                result["failed"] = failed
-        else:
-            for name, seed in runs:
-                print(f"branch {name}, seed {seed}", flush=True)
-                on_result(name, run_branch(work, s, name, seed))
+        failed += _run_all(work, s, runs, on_result)
         if s.timing_steps:
-            kinds = sorted({_base_kind(name, s) for name, _ in runs})
+            kinds = sorted({base_kind(name, s) for name, _ in runs})
             result["seconds_per_step_alone"] = time_per_step(work, s, kinds)
         result["summary"] = summarize(result)
+    if failed:
+        result["failed"] = failed
     result["total_wall_s"] = round(time.perf_counter() - start, 1)
     save()
     plot(result, out.with_suffix(".png"))

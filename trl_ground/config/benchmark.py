@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 __all__ = ["BENCH_BRANCHES", "LearningBenchSettings"]
 
 # Branches the benchmark knows (what each trains: trl_ground/benchmarks/learning.py).
-BENCH_BRANCHES = ("sft", "literal", "hybrid_counts", "hybrid", "hybrid_sequence", "grpo")
+BENCH_BRANCHES = ("sft", "literal", "shuffled", "hybrid_counts", "hybrid", "hybrid_sequence", "grpo")
 
 # Settings that define the data and the model: a warm start is reusable only with these equal.
-WARM_KEYS = ("n_images", "image_size", "max_objects", "negative_fraction", "system_prompt", "query_template",
-             "hidden", "layers", "vision_hidden", "vision_depth", "patch_size", "word_tokens")
+WARM_KEYS = ("n_images", "image_size", "max_objects", "negative_fraction", "val_images", "test_images", "data_seed",
+             "system_prompt", "query_template", "hidden", "layers", "vision_hidden", "vision_depth", "patch_size", "word_tokens")
 
 
 @dataclass
@@ -29,6 +29,7 @@ class LearningBenchSettings:
         negative_fraction (`float`): share of training images that also get a query for an absent class.
         val_images, test_images (`int`): held-out scenes; each is asked its primary query and
             one negative query. Branch settings are chosen on validation, never on test.
+        data_seed (`int`): the seed the scenes are drawn with.
         system_prompt, query_template (`str`): the words of the conversation (short: the tiny
             model's tokenizer spends a token per character outside ``word_tokens``).
         data_workers (`int`): processes drawing the scenes.
@@ -47,6 +48,11 @@ class LearningBenchSettings:
         warm_min_lr_rate (`float`: cosine decay to this fraction of ``warm_lr``),
         warm_weight_decay (`float`), warm_seconds (`float`: a guard; the schedule assumes
         ``warm_steps``), warm_eval_every (`int`), warm_workers (`int`: data-loader processes).
+        warm_lr_scheduler (`str`): ``"cosine_with_min_lr"`` (decays to ``warm_min_lr_rate``) or
+            ``"constant_with_warmup"`` (a warm start that stops while SFT still learns fast).
+        warm_snapshots (`list[int]`): steps at which the warm model is also saved, as
+            ``warm_step_N/`` in the work folder (a warm model ``--warm-from`` accepts): earlier
+            branching points, to find one from which SFT still gains within the branch budget.
 
         > Branches (each from the warm start, the same data order per seed)
 
@@ -56,6 +62,11 @@ class LearningBenchSettings:
         (`float`: a guard), eval_every (`int`: validation curve), samples_per_prompt (`int`:
         K, also GRPO's group size), max_new_tokens (`int`), temperature (`float`).
         variants (`dict`): extra branches ``{name: {"base": branch, "flags": [...]}}``.
+        tune (`dict`): ``{branch: [[flags...], ...]}``: candidate settings of a branch (its LR,
+            the policy term's weight, ...), each trained once with ``tune_seed`` before the
+            seeds; the candidate with the best final **validation** F1@0.5 is then the
+            branch's setting for every seed (test data is never looked at).
+        tune_seed (`int`): the seed of the tuning runs (not one of ``seeds``).
         jobs (`int`): runs at once (separate processes sharing the GPU).
         timing_steps (`int`): after the branches, each branch kind runs this many steps alone
             to measure its time per step (the equal-wall-clock comparison); 0 to skip.
@@ -63,9 +74,12 @@ class LearningBenchSettings:
         > Evaluation
 
         eval_batch (`int`): prompts per greedy generation batch.
+        bootstrap (`int`): resamples of the paired bootstrap (prompts x seeds) behind each
+            interval of a branch's difference to SFT.
     """
 
     n_images: int = 24000
+    data_seed: int = 1234
     image_size: int = 128
     max_objects: int = 4
     negative_fraction: float = 0.25
@@ -89,8 +103,10 @@ class LearningBenchSettings:
     warm_seconds: float = 540.0
     warm_eval_every: int = 500
     warm_workers: int = 12
-    branches: list = field(default_factory=lambda: list(BENCH_BRANCHES))
-    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    warm_lr_scheduler: str = "cosine_with_min_lr"
+    warm_snapshots: list = field(default_factory=list)
+    branches: list = field(default_factory=lambda: ["sft", "hybrid", "shuffled", "literal"])
+    seeds: list = field(default_factory=lambda: [0, 1, 2, 3, 4])
     branch_steps: int = 150
     branch_batch: int = 16
     branch_lr: float = 5e-5
@@ -100,9 +116,12 @@ class LearningBenchSettings:
     max_new_tokens: int = 96
     temperature: float = 1.0
     variants: dict = field(default_factory=dict)
+    tune: dict = field(default_factory=dict)
+    tune_seed: int = 100
     jobs: int = 18
     timing_steps: int = 20
     eval_batch: int = 300
+    bootstrap: int = 2000
 
     def __post_init__(self):
         unknown = [b for b in self.branches if b not in BENCH_BRANCHES]
@@ -111,6 +130,13 @@ class LearningBenchSettings:
         for name, spec in self.variants.items():
             if not isinstance(spec, dict) or spec.get("base") not in BENCH_BRANCHES or not isinstance(spec.get("flags", []), list):
                 raise ValueError(f"variant {name!r} must be {{'base': one of {list(BENCH_BRANCHES)}, 'flags': [...]}}")
+        for name, candidates in self.tune.items():
+            if name not in self.branches and name not in self.variants:
+                raise ValueError(f"tune names {name!r}, which is neither a branch nor a variant of this run")
+            if not isinstance(candidates, list) or not candidates or not all(isinstance(c, list) for c in candidates):
+                raise ValueError(f"tune[{name!r}] must be a non-empty list of flag lists")
+        if self.warm_lr_scheduler not in ("cosine_with_min_lr", "constant_with_warmup"):
+            raise ValueError(f"warm_lr_scheduler must be cosine_with_min_lr or constant_with_warmup, got {self.warm_lr_scheduler!r}")
         if "{class}" not in self.query_template:
             raise ValueError("query_template must contain {class}")
         for name in ("n_images", "warm_batch", "branch_batch", "samples_per_prompt", "max_new_tokens", "jobs", "eval_every"):

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One device call (H200, <= 10 min): the learning benchmark's branches from the committed
+# warm start: each tuned branch's candidates on validation (tune_seed), then every seed of
+# every branch with the chosen settings; the result JSON and plot in $OUT.
+#   usage (from the repo root on the device, .whl and .bnb carried):
+#   TAG=run1 bash benchmarks/device/learning_branches.sh
+# Settings (environment): TUNE (JSON, the tune setting), BRANCHES, SEEDS, STEPS, BATCH, JOBS,
+# BRANCH_S (the per-run time guard, seconds).
+set -uo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD:$PWD/.bnb HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+TAG=${TAG:-run}
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+TUNE=${TUNE:-'{}'}
+timeout ${TIMEOUT:-560} python3 -m trl_ground.benchmarks.learning --work-dir /tmp/w --out "$OUT/learning_$TAG.json" \
+  --warm-from benchmarks/warm_start --set "branches=${BRANCHES:-[\"sft\", \"hybrid\", \"shuffled\", \"literal\"]}" \
+  --set "seeds=${SEEDS:-[0, 1, 2, 3, 4]}" --set "tune=$TUNE" --set branch_steps=${STEPS:-200} --set branch_batch=${BATCH:-64} \
+  --set eval_every=${EVAL_EVERY:-50} --set branch_seconds=${BRANCH_S:-200} --set jobs=${JOBS:-16} --set timing_steps=0 \
+  2>&1 | grep -E "ready|tuning|branch .* seed|failed|Traceback|Error" | grep -v Warning
+python3 - "$OUT/learning_$TAG.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("goal:", json.dumps(r.get("summary", {}).get("goal"), indent=1))
+for name, row in (r.get("summary") or {}).get("branches", {}).items():
+    print(name, row["seeds"], "f1", row["f1"], "empty", row["empty_fraction_positive"]["mean"], "halluc", row["hallucination_fraction_negative"]["mean"])
+PY
