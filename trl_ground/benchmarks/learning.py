@@ -475,6 +475,20 @@ def reuse_warm(source: Path, work: Path, s: LearningBenchSettings) -> dict:
     return {**row, "from": str(source)}
 
 
+def evaluate_warm(work: Path, s: LearningBenchSettings) -> dict:
+    """The warm model's test metrics and per-query counts (for a warm start saved without them)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(work / WARM_DIR, dtype=torch.float32)
+    if _cuda():
+        model = model.cuda()
+    processor = AutoProcessor.from_pretrained(work / WARM_DIR)
+    processor.tokenizer.padding_side = "left"
+    metrics = EvalSet(work / "data", "test", s).evaluate(model, processor, per_query=True)  # in fp32, as the branches
+    return {"per_query": metrics.pop("per_query"), "metrics": metrics}
+
+
 # ---- several processes --------------------------------------------------------------------
 def run_children(work: Path, runs: list[tuple], jobs: int, on_result) -> list[str]:
     """Each ``(name, seed)`` or ``(name, seed, candidate)`` in a process of its own
@@ -634,6 +648,8 @@ def run(argv=None) -> dict | None:
         save()
         return result
     if reused:
+        if "metrics" not in reused:  # a snapshot: its test metrics, the branches' starting point
+            reused.update(evaluate_warm(work, s))
         result["warm_start"] = reused
     else:
         init = unpack_warm(Path(args.warm_init), work / "init_unpacked") if args.warm_init else work / "init"
