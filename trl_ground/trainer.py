@@ -163,17 +163,16 @@ class GroundingSFTTrainer(SFTTrainer):
         """The REINFORCE surrogate of the rollout (value 0): its token advantages, without the
         groups that have no spread (``drop_flat_groups``), permuted among the answers with
         ``shuffle_advantages``, weighted for merged-weight samples."""
-        samples = rollout.samples
+        args, samples = self.args, rollout.samples
         adv = self._token_advantages(rollout, has_boxes)
         keep = torch.ones_like(has_boxes)
-        if self.args.drop_flat_groups and rollout.k > 1:
+        if args.drop_flat_groups and rollout.k > 1:
             keep = ~flat_groups(rollout.cost, rollout.k).repeat_interleave(rollout.k)
             adv = adv * keep.view(-1, *[1] * (adv.dim() - 1))
-        if self.args.shuffle_advantages:
+        if args.shuffle_advantages:
             adv, keep = permute_answers(adv, keep, self._shuffle_generator)
         if samples.sampler_logprobs is not None:
             adv = (adv if adv.dim() == 2 else adv.unsqueeze(1)) * self._importance_weights(samples, answer_logp)
-        args = self.args
         return policy_surrogate(
             adv, answer_logp, samples.completion_mask, loss_type=args.policy_loss_type, max_new_tokens=args.sample_max_new_tokens, keep=keep
         )
