@@ -10,13 +10,13 @@ whose gradient is REINFORCE with a baseline::
 ``logp_it`` is the log-probability of token ``t`` of answer ``i`` under the current model and
 ``A_it`` the advantage its token carries (``A_i`` for every token with sequence-level credit).
 Minimizing it makes answers that cost more than their baseline less likely. The normalizer
-``Z`` is TRL GRPO's ``loss_type`` (:data:`LOSS_TYPES`): ``"dr_grpo"`` ``R * max_new_tokens``,
-a constant (Dr. GRPO), ``"dapo"`` the number of answer tokens of the micro-batch, so that
-every token weighs the same whatever the length of its answer under both; ``"grpo"`` divides
-each answer by its own length ``T_i`` before the mean over answers, which gives the tokens of
-a short answer such as ``[]`` several times (~8x against one box) the weight of a box
-answer's (Dr. GRPO's length bias); kept for comparison. Answers left out of the policy term (:func:`flat_groups`)
-count in no normalizer.
+``Z`` is TRL GRPO's ``loss_type`` (:data:`LOSS_TYPES`): ``"dr_grpo"``: ``R * max_new_tokens``,
+a constant (Dr. GRPO); ``"dapo"``: the number of answer tokens of the micro-batch. Under both
+every token weighs the same whatever the length of its answer. ``"grpo"`` divides each
+answer by its own length ``T_i`` before the mean over answers, which gives the tokens of a
+short answer such as ``[]`` several times (~8x against one box) the weight of a box
+answer's (Dr. GRPO's length bias); kept for comparison. Answers left out of the policy term
+(a group without spread, :func:`flat_groups`) count in no normalizer.
 
 Baselines: the mean cost of the prompt's other K - 1 answers (K > 1), or, when K = 1, a
 running mean kept separately for prompts with boxes and prompts without
