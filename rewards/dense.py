@@ -32,7 +32,7 @@ import numpy as np
 from .boxes import as_boxes, giou_matrix, iou_matrix
 from .matching import match_iou
 
-__all__ = ["DENSE_NORMS", "DenseScore", "dense_from_matrices", "dense_score", "duplicate_mask", "pair_quality"]
+__all__ = ["DENSE_NORMS", "DenseScore", "dense_from_matrices", "dense_score", "duplicate_mask", "marginal_contributions", "pair_quality"]
 
 DENSE_NORMS = ("f1", "max")
 
@@ -142,3 +142,35 @@ def dense_score(
     duplicate = duplicate_mask(iou_matrix(pred, pred), duplicate_iou)
     mask = None if allowed is None else np.asarray(allowed, dtype=bool)
     return dense_from_matrices(iou_matrix(pred, gt), giou_matrix(pred, gt), duplicate, giou_weight, method, mask, norm)
+
+
+def marginal_contributions(dense: DenseScore, norm: str = "f1") -> np.ndarray:
+    """``(N,)`` each predicted box's marginal contribution to the answer's score:
+    ``Delta_j = score(answer) - score(answer without box j)``, the other boxes' matches held
+    fixed (so it is exact when removing box ``j`` changes no other match, e.g. well separated
+    boxes, or ``j`` unmatched or a duplicate of a box that stays).
+
+    With ``T`` the total matched quality, ``q_j`` box ``j``'s (:attr:`DenseScore.box_quality`),
+    ``N`` boxes and ``M`` ground-truth boxes: ``"f1"``: ``2T / (N + M) - 2(T - q_j) / (N - 1 + M)``,
+    positive exactly when ``q_j`` exceeds half the answer's score (a true positive always does),
+    negative for an unmatched or duplicate box (``q_j = 0``) whenever ``T > 0``; ``"max"``:
+    ``T / max(N, M) - (T - q_j) / max(N - 1, M)`` (an extra box is free while ``N <= M``). On a
+    prompt without boxes (``M = 0``) the score is 1 for ``[]`` and 0 otherwise: the only box of
+    an answer contributes -1, each of several boxes 0.
+
+    Args:
+        dense: the answer's dense score (its ``box_quality`` and ``n_gt``).
+        norm: the normalization the score was computed with, ``"f1"`` or ``"max"``.
+    """
+    if norm not in DENSE_NORMS:
+        raise ValueError(f"norm must be one of {DENSE_NORMS}, got {norm!r}")
+    q = np.asarray(dense.box_quality, dtype=np.float64)
+    n, m = len(q), dense.n_gt
+    if n == 0:
+        return np.zeros(0)
+    if m == 0:
+        return np.full(n, -1.0 if n == 1 else 0.0)
+    total = q.sum()
+    if norm == "f1":
+        return 2.0 * total / (n + m) - 2.0 * (total - q) / (n - 1 + m)
+    return total / max(n, m) - (total - q) / max(n - 1, m)

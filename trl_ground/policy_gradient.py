@@ -5,52 +5,123 @@ gradient of its own. The hybrid loss adds it together with a surrogate whose val
 whose gradient is REINFORCE with a baseline::
 
     A_i        = cost_i - baseline_i
-    surrogate  = mean_i  sum_t A_it * (logp_it - stopgrad(logp_it)) / T_i
+    surrogate  = sum_i sum_t A_it * (logp_it - stopgrad(logp_it)) / Z
 
-``logp_it`` is the log-probability of token ``t`` of answer ``i`` under the current model,
-``T_i`` the answer's length and ``A_it`` the advantage its token carries (``A_i`` for every
-token with sequence-level credit). Minimizing it makes answers that cost more than their
-baseline less likely.
+``logp_it`` is the log-probability of token ``t`` of answer ``i`` under the current model and
+``A_it`` the advantage its token carries (``A_i`` for every token with sequence-level credit).
+Minimizing it makes answers that cost more than their baseline less likely. The normalizer
+``Z`` is TRL GRPO's ``loss_type`` (:data:`LOSS_TYPES`): ``"dr_grpo"``: ``R * max_new_tokens``,
+a constant (Dr. GRPO); ``"dapo"``: the number of answer tokens of the micro-batch. Under both
+every token weighs the same whatever the length of its answer. ``"grpo"`` divides each
+answer by its own length ``T_i`` before the mean over answers, which gives the tokens of a
+short answer such as ``[]`` several times (~8x against one box) the weight of a box
+answer's (Dr. GRPO's length bias); kept for comparison. Answers left out of the policy term
+(a group without spread, :func:`flat_groups`) count in no normalizer.
+
+Baselines: the mean cost of the prompt's other K - 1 answers (K > 1), or, when K = 1, a
+running mean kept separately for prompts with boxes and prompts without
+(:class:`PromptTypeBaselines`): their costs differ systematically (``[]`` is free on one and
+the worst answer on the other), so one mean over both would push every answer to a prompt
+of the cheaper kind up and every other one down.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["RunningBaseline", "advantages", "answer_token_logprobs", "policy_surrogate", "truncated_importance_weights"]
+__all__ = [
+    "LOSS_TYPES",
+    "PromptTypeBaselines",
+    "RunningBaseline",
+    "advantages",
+    "answer_token_logprobs",
+    "flat_groups",
+    "permute_answers",
+    "policy_surrogate",
+    "truncated_importance_weights",
+]
+
+LOSS_TYPES = ("dr_grpo", "dapo", "grpo")
+FLAT_TOLERANCE = 1e-6
 
 
-def advantages(cost: torch.Tensor, k: int, running_baseline: float | None) -> torch.Tensor:
+def advantages(cost: torch.Tensor, k: int, running_baseline: float | torch.Tensor | None) -> torch.Tensor:
     """``A_i = cost_i - baseline_i`` for ``cost (B*K,)`` grouped by prompt (K consecutive).
 
     K > 1: the baseline is the mean cost of the other samples of the same prompt.
-    K = 1: the running mean ``running_baseline`` (the batch mean before there is one).
+    K = 1: ``running_baseline``, one value or ``(R,)`` one per answer
+    (:meth:`PromptTypeBaselines.per_answer`); the batch mean when None.
     """
     if k > 1:
         groups = cost.view(-1, k)
         others = (groups.sum(dim=1, keepdim=True) - groups) / (k - 1)
         return (groups - others).reshape(-1)
-    baseline = cost.mean() if running_baseline is None else torch.as_tensor(running_baseline, dtype=cost.dtype)
+    baseline = cost.mean() if running_baseline is None else torch.as_tensor(running_baseline, dtype=cost.dtype, device=cost.device)
     return cost - baseline
 
 
-def policy_surrogate(token_advantages: torch.Tensor, token_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``mean_i sum_t A_it * (logp_it - stopgrad(logp_it)) / T_i``: value 0, REINFORCE gradient.
+def flat_groups(cost: torch.Tensor, k: int, tolerance: float = FLAT_TOLERANCE) -> torch.Tensor:
+    """``(B,)`` bool: the prompts whose K answer costs are all equal (``max - min < tolerance``),
+    from ``cost (B*K,)``: their answers teach nothing relative to each other. All False when K = 1."""
+    groups = cost.view(-1, k)
+    if k == 1:
+        return torch.zeros(groups.shape[0], dtype=torch.bool, device=cost.device)
+    return (groups.max(dim=1).values - groups.min(dim=1).values) < tolerance
+
+
+def permute_answers(
+    token_advantages: torch.Tensor, keep: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A benchmark control: the advantage rows ``(R,)`` or ``(R, T)`` and the ``(R,)`` keep mask
+    moved together to a random permutation of the R answers (drawn from ``generator``, on the
+    CPU), so that the surrogate's gradient has the same magnitude and noise as the real one
+    but no relation to the reward."""
+    perm = torch.randperm(keep.shape[0], generator=generator).to(keep.device)
+    return token_advantages[perm.to(token_advantages.device)], keep[perm]
+
+
+def policy_surrogate(
+    token_advantages: torch.Tensor,
+    token_logp: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    loss_type: str,
+    max_new_tokens: int | None = None,
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``sum_i sum_t A_it * (logp_it - stopgrad(logp_it)) / Z``: value 0, REINFORCE gradient.
 
     Args:
         token_advantages: ``(R, T)`` advantage of each answer token (no gradient), or ``(R,)``
             one per answer (sequence-level credit).
         token_logp: ``(R, T)`` log-probability of each answer token, with gradient.
         mask: ``(R, T)`` 1 on the answer's tokens (``T_i = mask.sum(1)``).
+        loss_type: the normalizer ``Z`` (module docstring): ``"dr_grpo"``: ``R' * max_new_tokens``;
+            ``"dapo"``: the answer tokens of the kept answers; ``"grpo"``: ``T_i`` per answer,
+            then the mean over the ``R'`` kept answers.
+        max_new_tokens: the answers' token limit (``"dr_grpo"`` only).
+        keep: optional ``(R,)`` bool, the answers that take part (``R'`` of them); the others
+            contribute nothing and count in no normalizer. Default: all.
     """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+    if loss_type == "dr_grpo" and not max_new_tokens:
+        raise ValueError("loss_type 'dr_grpo' needs max_new_tokens")
     adv = token_advantages.detach().to(token_logp.dtype)
     if adv.dim() == 1:
         adv = adv.unsqueeze(1)
     mask = mask.to(token_logp.dtype)
-    per_answer = (adv * (token_logp - token_logp.detach()) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-    return per_answer.mean()
+    if keep is not None:
+        mask = mask * keep.to(device=mask.device, dtype=mask.dtype).unsqueeze(1)
+    per_token = adv * (token_logp - token_logp.detach()) * mask
+    answers = mask.shape[0] if keep is None else int(keep.sum())
+    if loss_type == "grpo":
+        return (per_token.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).sum() / max(answers, 1)
+    if loss_type == "dapo":
+        return per_token.sum() / mask.sum().clamp(min=1)
+    return per_token.sum() / max(answers * max_new_tokens, 1)
 
 
 def truncated_importance_weights(
@@ -97,3 +168,45 @@ class RunningBaseline:
 
     def load_state_dict(self, state: dict) -> None:
         self.momentum, self.value = float(state["momentum"]), state["value"]
+
+
+@dataclass
+class PromptTypeBaselines:
+    """The K = 1 baselines: a running mean of the cost of the answers to prompts with boxes,
+    and one of those to prompts without.
+
+    Attributes:
+        with_boxes: the baseline of answers to prompts with ground-truth boxes.
+        without_boxes: the baseline of answers to prompts without.
+    """
+
+    with_boxes: RunningBaseline = field(default_factory=RunningBaseline)
+    without_boxes: RunningBaseline = field(default_factory=RunningBaseline)
+
+    @classmethod
+    def with_momentum(cls, momentum: float) -> PromptTypeBaselines:
+        return cls(RunningBaseline(momentum), RunningBaseline(momentum))
+
+    def per_answer(self, cost: torch.Tensor, has_boxes: torch.Tensor) -> torch.Tensor:
+        """``(R,)`` each answer's baseline from ``cost (R,)`` and ``has_boxes (R,)`` bool (its
+        prompt's type): its type's running mean, or the batch's mean cost over that type
+        before there is one."""
+        out = torch.empty_like(cost)
+        for kind, baseline in ((True, self.with_boxes), (False, self.without_boxes)):
+            rows = has_boxes == kind
+            if rows.any():
+                out[rows] = cost[rows].mean() if baseline.value is None else baseline.value
+        return out
+
+    def state_dict(self) -> dict:
+        return {"baseline_with_boxes": self.with_boxes.state_dict(), "baseline_without_boxes": self.without_boxes.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """From :meth:`state_dict`, or from an older checkpoint's single ``baseline`` (then
+        both types start from it; its ``box_baseline`` has no use any more)."""
+        if "baseline_with_boxes" in state:
+            self.with_boxes.load_state_dict(state["baseline_with_boxes"])
+            self.without_boxes.load_state_dict(state["baseline_without_boxes"])
+        else:
+            self.with_boxes.load_state_dict(state["baseline"])
+            self.without_boxes.load_state_dict(state["baseline"])

@@ -11,8 +11,9 @@ import torch
 from rewards import ScoredAnswer, ScoringSettings
 
 from .batches import Samples
+from .policy_gradient import flat_groups
 
-__all__ = ["Rollout", "rollout_metrics", "score_rollout", "split_metrics"]
+__all__ = ["Rollout", "answers_with_boxes", "rollout_metrics", "score_rollout", "split_metrics"]
 
 
 @dataclass
@@ -53,8 +54,16 @@ def group_std(cost: torch.Tensor, k: int) -> float:
     return float(cost.view(-1, k).std(dim=1, unbiased=False).mean()) if k > 1 else 0.0
 
 
+def answers_with_boxes(rollout: Rollout) -> np.ndarray:
+    """``(R,)`` bool: whether each answer's prompt has ground-truth boxes."""
+    return np.array([len(np.asarray(g).reshape(-1, 4)) > 0 for g in rollout.gt_boxes], dtype=bool)
+
+
 def rollout_metrics(rollout: Rollout) -> dict[str, float]:
-    """The logged means over the rollout's answers (see the README's list of logged metrics)."""
+    """The logged means over the rollout's answers (see the README's list of logged metrics).
+    ``flat_group_fraction``: the share of prompts whose K answers all cost the same (no
+    policy-gradient signal; left out of the policy term with ``drop_flat_groups``), NaN when
+    K = 1."""
     terms = [s.terms for s in rollout.scored]
     n = max(len(terms), 1)
     cost = rollout.cost
@@ -68,6 +77,7 @@ def rollout_metrics(rollout: Rollout) -> dict[str, float]:
         "grounding_cost": float(cost.mean()),
         "grounding_cost_std": float(cost.std(unbiased=False)),
         "grounding_cost_group_std": group_std(cost, rollout.k),
+        "flat_group_fraction": float(flat_groups(cost, rollout.k).float().mean()) if rollout.k > 1 else float("nan"),
         "sampled_tokens": rollout.samples.num_tokens / n,
         "truncated_fraction": float(rollout.samples.truncated.float().mean()),
         "unparseable_fraction": float(np.mean([not s.parsed.valid_json and len(s.parsed) == 0 for s in rollout.scored])),
@@ -84,7 +94,7 @@ def split_metrics(rollout: Rollout) -> dict[str, float]:
     ``hallucination_fraction_negative``: the share of the answers to prompts without boxes
     that hold a box. A value over no answer is NaN (the trainer leaves it out of its means).
     """
-    positive = np.array([len(np.asarray(g).reshape(-1, 4)) > 0 for g in rollout.gt_boxes], dtype=bool)
+    positive = answers_with_boxes(rollout)
     terms = [s.terms for s in rollout.scored]
     n_boxes = np.array([len(s.parsed) for s in rollout.scored])
 

@@ -1,22 +1,30 @@
 """``GroundingSFTTrainer``: TRL's ``SFTTrainer`` plus grounding terms on sampled answers.
 
-For a batch of B prompts with ground truth, on sampling steps::
+For a batch of B prompts with ground truth, on sampling steps (R = B * K answers)::
 
     lm_loss    = SFTTrainer's loss on the answer tokens
     samples    = K answers per prompt from the current model (KV cache, no gradient)
     cost_i     = ScoringSettings.answer_cost of answer i: 1 - dense score by default (rewards/)
     A_i        = cost_i - baseline_i        (mean cost of the other samples of the same
-                                             prompt; a running mean of the cost when K = 1)
-    A_it       = the advantage token t carries: A_i, or its box's with box credit
+                                             prompt; when K = 1 a running mean of the cost,
+                                             one for prompts with boxes, one for those without)
+    A_it       = the advantage token t carries: A_i, or with box credit -Delta_j on the
+                 tokens of box j (minus its marginal contribution to the dense score)
+    keep_i     = 0 for the answers of a prompt whose K costs are all equal (drop_flat_groups)
     logp_it    = log-probability of token t of answer i (with gradient)
-    grounding  = mean(cost_i) + mean_i sum_t A_it * (logp_it - stopgrad(logp_it)) / T_i
+    surrogate  = sum_i keep_i sum_t A_it * (logp_it - stopgrad(logp_it)) / Z
+                 Z = R' * max_new_tokens (policy_loss_type "dr_grpo"), the kept answers'
+                 tokens ("dapo"), or T_i per answer then the mean over answers ("grpo");
+                 R' the kept answers
+    grounding  = mean(cost_i) + policy_loss_weight * surrogate
     loss       = lm_loss + grounding
 
-The second term of ``grounding`` is 0 in value, so the logged value is the cost itself,
-and its gradient is REINFORCE with a baseline (:mod:`trl_ground.policy_gradient`): it lowers
-the probability of answers that cost more than their baseline. With box-level credit
-(``credit="box"``, :mod:`trl_ground.credit`) the tokens of each box carry that box's own
-advantage instead of the answer's. With ``grounding_gradient="none"`` the terms are added as
+The surrogate is 0 in value, so the logged value is the cost itself, and its gradient is
+REINFORCE with a baseline (:mod:`trl_ground.policy_gradient`): it lowers the probability of
+answers that cost more than their baseline. With box-level credit (``credit="box"``,
+:mod:`trl_ground.credit`) the tokens of each box carry that box's own credit instead of the
+answer's. ``shuffle_advantages`` permutes the advantage rows among the answers: a benchmark
+control, not a training option. With ``grounding_gradient="none"`` the terms are added as
 constants, the reference script's literal behaviour, whose gradient is plain SFT's.
 """
 
@@ -38,12 +46,20 @@ from rewards import ScoringSettings
 
 from .batches import prompts_from_sft_batch
 from .collator import GROUNDING_KEYS
-from .credit import box_baselines, token_advantages
+from .credit import token_advantages
 from .export import CheckpointStaging
 from .fused_pass import answer_logprobs, fused_sft_and_answers, spatial_merge_size_of
 from .generation import sample_answers
-from .policy_gradient import RunningBaseline, advantages, policy_surrogate, truncated_importance_weights
-from .rollout import Rollout, rollout_metrics, score_rollout, split_metrics
+from .policy_gradient import (
+    PromptTypeBaselines,
+    RunningBaseline,
+    advantages,
+    flat_groups,
+    permute_answers,
+    policy_surrogate,
+    truncated_importance_weights,
+)
+from .rollout import Rollout, answers_with_boxes, rollout_metrics, score_rollout, split_metrics
 from .sampling_weights import mergeable_lora_linears
 from .static_sampler import StaticSampler
 
@@ -81,8 +97,8 @@ class GroundingSFTTrainer(SFTTrainer):
     def __init__(self, *args, scoring: ScoringSettings | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.scoring = scoring if scoring is not None else ScoringSettings()
-        self.baseline = RunningBaseline(self.args.baseline_momentum)
-        self.box_baseline = RunningBaseline(self.args.baseline_momentum)
+        self.baselines = PromptTypeBaselines.with_momentum(self.args.baseline_momentum)
+        self._shuffle_generator = torch.Generator().manual_seed(self.args.seed)  # shuffle_advantages only
         self._static_sampler = StaticSampler(merged_weights=self.args.sampler_merged_weights)
         self._checkpoint_staging = CheckpointStaging()
         self._spatial_merge_size = spatial_merge_size_of(self.model)
@@ -130,17 +146,36 @@ class GroundingSFTTrainer(SFTTrainer):
         return fused.lm_loss + self._grounding_term(rollout, fused.answer_logp, num_items_in_batch)
 
     def _grounding_term(self, rollout: Rollout, answer_logp: torch.Tensor | None, num_items_in_batch) -> torch.Tensor:
-        """``mean(cost)`` plus, with the policy gradient, the surrogate (value 0); scaled for
-        gradient accumulation like the LM loss. Updates the running baseline."""
+        """``mean(cost)`` plus, with the policy gradient, ``policy_loss_weight`` times the
+        surrogate (value 0); scaled for gradient accumulation like the LM loss. Updates the
+        K = 1 running baselines."""
         grounding = rollout.cost.mean()
+        has_boxes = torch.as_tensor(answers_with_boxes(rollout), device=rollout.cost.device)
         if answer_logp is not None:
-            adv = self._token_advantages(rollout)
-            if rollout.samples.sampler_logprobs is not None:
-                adv = (adv if adv.dim() == 2 else adv.unsqueeze(1)) * self._importance_weights(rollout.samples, answer_logp)
-            grounding = grounding + policy_surrogate(adv, answer_logp, rollout.samples.completion_mask)
+            grounding = grounding + self.args.policy_loss_weight * self._policy_surrogate(rollout, answer_logp, has_boxes)
         if rollout.k == 1:
-            self._update_running(self.baseline, rollout.cost)
+            self._update_running(
+                [(self.baselines.with_boxes, rollout.cost[has_boxes]), (self.baselines.without_boxes, rollout.cost[~has_boxes])]
+            )
         return grounding * self._grounding_scale(num_items_in_batch)
+
+    def _policy_surrogate(self, rollout: Rollout, answer_logp: torch.Tensor, has_boxes: torch.Tensor) -> torch.Tensor:
+        """The REINFORCE surrogate of the rollout (value 0): its token advantages, without the
+        groups that have no spread (``drop_flat_groups``), permuted among the answers with
+        ``shuffle_advantages``, weighted for merged-weight samples."""
+        args, samples = self.args, rollout.samples
+        adv = self._token_advantages(rollout, has_boxes)
+        keep = torch.ones_like(has_boxes)
+        if args.drop_flat_groups and rollout.k > 1:
+            keep = ~flat_groups(rollout.cost, rollout.k).repeat_interleave(rollout.k)
+            adv = adv * keep.view(-1, *[1] * (adv.dim() - 1))
+        if args.shuffle_advantages:
+            adv, keep = permute_answers(adv, keep, self._shuffle_generator)
+        if samples.sampler_logprobs is not None:
+            adv = (adv if adv.dim() == 2 else adv.unsqueeze(1)) * self._importance_weights(samples, answer_logp)
+        return policy_surrogate(
+            adv, answer_logp, samples.completion_mask, loss_type=args.policy_loss_type, max_new_tokens=args.sample_max_new_tokens, keep=keep
+        )
 
     def _importance_weights(self, samples, answer_logp: torch.Tensor) -> torch.Tensor:
         """``(R, T)`` truncated ``p_train / p_sampler`` of samples drawn with merged sampling
@@ -157,31 +192,31 @@ class GroundingSFTTrainer(SFTTrainer):
         })
         return weights
 
-    def _update_running(self, baseline: RunningBaseline, values: torch.Tensor) -> None:
-        """Update ``baseline`` with the mean of ``values`` over every process's (the running
-        baselines must be the same on every rank: one rank saves them, every rank restores
-        them); no update when no process has a value."""
-        total = torch.stack([values.float().sum(), torch.tensor(float(values.numel()), device=values.device)])
+    def _update_running(self, updates: list[tuple[RunningBaseline, torch.Tensor]]) -> None:
+        """Update each running baseline with the mean of its values over every process's (the
+        running baselines must be the same on every rank: one rank saves them, every rank
+        restores them); no update of one for which no process has a value."""
+        device = updates[0][1].device
+        totals = torch.stack([torch.stack([v.float().sum(), torch.tensor(float(v.numel()), device=device)]) for _, v in updates])
         if self.accelerator.num_processes > 1:
-            total = self.accelerator.reduce(total, reduction="sum")
-        if total[1] > 0:
-            baseline.update(total[0] / total[1])
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        for (baseline, _), (total, count) in zip(updates, totals.tolist()):
+            if count > 0:
+                baseline.update(torch.tensor(total / count))
 
-    def _token_advantages(self, rollout: Rollout) -> torch.Tensor:
+    def _token_advantages(self, rollout: Rollout, has_boxes: torch.Tensor) -> torch.Tensor:
         """``(R,)`` answer advantages, or ``(R, T)`` token advantages with box-level credit
-        (which needs the dense scores; updates the K = 1 box-quality baseline)."""
-        adv = advantages(rollout.cost, rollout.k, self.baseline.value)
+        (which needs the dense scores)."""
+        running = self.baselines.per_answer(rollout.cost, has_boxes) if rollout.k == 1 else None
+        adv = advantages(rollout.cost, rollout.k, running)
         if self.args.credit != "box" or self.scoring.cost != "dense":
             return adv
         samples = rollout.samples
-        baselines = box_baselines(rollout.scored, rollout.k, self.box_baseline.value)
+        tokenizer, norm = self.processing_class.tokenizer, self.scoring.dense_norm
         token_adv, located = token_advantages(
-            rollout.scored, samples.texts, adv, baselines, samples.completion_ids, samples.completion_mask, self.processing_class.tokenizer
+            rollout.scored, samples.texts, adv, samples.completion_ids, samples.completion_mask, tokenizer, norm
         )
         self._log_means("train", {"box_credit_fraction": located})
-        if rollout.k == 1:
-            qualities = [q for s in rollout.scored for q in s.dense.box_quality]
-            self._update_running(self.box_baseline, torch.tensor(qualities, device=rollout.cost.device))
         return token_adv.to(rollout.cost.device)
 
     def _samples_this_step(self, mode: str) -> bool:
@@ -299,7 +334,7 @@ class GroundingSFTTrainer(SFTTrainer):
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
                 with open(os.path.join(staged, GROUNDING_STATE_FILE), "w") as f:
-                    json.dump({"baseline": self.baseline.state_dict(), "box_baseline": self.box_baseline.state_dict()}, f)
+                    json.dump(self.baselines.state_dict(), f)
                 if self._point_best_checkpoint_at(run_dir):
                     self.state.save_to_json(os.path.join(staged, "trainer_state.json"))
         if self.args.should_save:
@@ -324,7 +359,7 @@ class GroundingSFTTrainer(SFTTrainer):
         return True
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        """``Trainer.train``, restoring the grounding state (the running baseline) of the
+        """``Trainer.train``, restoring the grounding state (the K = 1 running baselines) of the
         checkpoint it resumes from (``True``: the latest one in ``output_dir``)."""
         if resume_from_checkpoint is True:
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
@@ -335,6 +370,5 @@ class GroundingSFTTrainer(SFTTrainer):
             if os.path.isfile(state_file):
                 with open(state_file) as f:
                     state = json.load(f)
-                self.baseline.load_state_dict(state["baseline"])
-                self.box_baseline.load_state_dict(state["box_baseline"])
+                self.baselines.load_state_dict(state)
         return super().train(resume_from_checkpoint, *args, **kwargs)

@@ -101,3 +101,74 @@ def test_costs_rank_answers_the_counts_cost_gets_wrong():
     for settings_, near_wins in ((counts, False), (dense, True)):
         empty, miss = (settings_.answer_cost(s) for s in settings_.score(["[]", near], [GT[:1], GT[:1]]))
         assert (miss < empty) == near_wins
+
+
+# ---- marginal contributions (box-level credit) ------------------------------------------
+SEPARATED_GT = [[0.0, 0.0, 0.1, 0.1], [0.3, 0.3, 0.4, 0.4], [0.6, 0.6, 0.7, 0.7]]
+
+
+def without(boxes, j):
+    return [b for i, b in enumerate(boxes) if i != j]
+
+
+@pytest.mark.parametrize("norm", ["f1", "max"])
+def test_marginal_contributions_equal_rescoring_without_the_box(norm):
+    """Where removing box j changes no other match, Delta_j is exactly the score lost."""
+    from rewards.dense import marginal_contributions
+
+    near = [[0.01, 0.0, 0.11, 0.1], [0.3, 0.32, 0.4, 0.42]]  # each close to its own ground truth
+    cases = [
+        (near, SEPARATED_GT, range(2)),  # N < M: every box matched, none competes for another's
+        (near + [[0.9, 0.9, 0.95, 0.95]], SEPARATED_GT[:2], [2]),  # N > M: the unmatched box
+        (near + [[0.01, 0.0, 0.11, 0.1]], SEPARATED_GT, [2]),  # a duplicate of box 0
+        (near, [], range(2)),  # a prompt without boxes, several boxes
+        (near[:1], [], [0]),  # ... one box
+    ]
+    for pred, gt, removable in cases:
+        full = dense_score(pred, gt, norm=norm)
+        delta = marginal_contributions(full, norm)
+        assert delta.shape == (len(pred),)
+        for j in removable:
+            assert delta[j] == pytest.approx(full.score - dense_score(without(pred, j), gt, norm=norm).score), (pred, gt, j)
+
+
+def test_a_true_positive_contributes_even_below_the_group_mean_quality():
+    """The old rule (group mean quality minus the box's) pushed down a true positive of
+    below-average quality; its marginal contribution to the answer's score is positive."""
+    from rewards.dense import marginal_contributions
+
+    gt = SEPARATED_GT[:2]
+    sloppy = dense_score([[0.0, 0.0, 0.1, 0.13]], gt)  # IoU 0.77: a true positive
+    group_mean_quality = np.mean([1.0, 1.0, sloppy.box_quality[0]])  # two other answers are exact
+    assert sloppy.box_quality[0] < group_mean_quality
+    assert marginal_contributions(sloppy)[0] > 0
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # any true positive (IoU >= 0.5) of any answer, with the default settings
+        g = rng.uniform(0, 0.8, (rng.integers(1, 4), 2))
+        gt = np.concatenate([g, g + rng.uniform(0.05, 0.2, g.shape)], axis=1)
+        p = rng.uniform(0, 0.8, (rng.integers(1, 5), 2))
+        pred = np.concatenate([p, p + rng.uniform(0.05, 0.2, p.shape)], axis=1)
+        pred[0] = gt[0] + rng.uniform(-0.01, 0.01, 4)  # box 0 is (close to) right
+        d = dense_score(pred, gt)
+        delta = marginal_contributions(d)
+        iou = iou_matrix(pred, gt)
+        for j in np.flatnonzero(d.match >= 0):
+            if iou[j, d.match[j]] >= 0.5:
+                assert delta[j] > 0
+
+
+def test_unmatched_and_duplicate_boxes_contribute_negatively():
+    from rewards.dense import marginal_contributions
+
+    pred = [[0.0, 0.0, 0.1, 0.1], [0.0, 0.0, 0.1, 0.1], [0.9, 0.9, 0.95, 0.95]]  # right, duplicate, extra
+    d = dense_score(pred, SEPARATED_GT[:1])
+    assert d.duplicate.tolist() == [False, True, False] and d.match.tolist() == [0, -1, -1]
+    delta = marginal_contributions(d)
+    assert delta[0] > 0 and delta[1] < 0 and delta[2] < 0
+    # hand-computed: T = 1, N = 3, M = 1: 2/4 - 2/3 for a box of quality 0, 2/4 - 0 for the exact one
+    assert delta.tolist() == pytest.approx([0.5, 0.5 - 2 / 3, 0.5 - 2 / 3])
+    # max: T / max(3, 1) - (T - q) / max(2, 1)
+    assert marginal_contributions(d, "max").tolist() == pytest.approx([1 / 3, 1 / 3 - 1 / 2, 1 / 3 - 1 / 2])
+    assert marginal_contributions(dense_score([], SEPARATED_GT)).shape == (0,)
+    with pytest.raises(ValueError, match="norm"):
+        marginal_contributions(d, "mean")

@@ -37,6 +37,8 @@ def test_every_shipped_config_parses(name):
         (("--match-method", "random"), "method"),
         (("--prompt-mode", "everything"), "prompt_mode"),
         (("--lr", "-1"), "learning_rate"),
+        (("--policy-loss-type", "bnpo"), "policy_loss_type"),
+        (("--policy-loss-weight", "-0.5"), "policy_loss_weight"),
     ],
 )
 def test_bad_values_fail_before_loading(extra, message, tmp_path):
@@ -69,6 +71,17 @@ def test_reference_script_flags_and_defaults():
     assert parse_args(["--lr", "0.01"])[3].learning_rate == 0.01
     assert parse_args(["--lr=0.02"])[3].learning_rate == 0.02
     assert parse_args(["--model_name_or_path", "x/y"])[1].model == "x/y"
+
+
+def test_policy_term_flags_the_learning_benchmark_passes(tmp_path):
+    flags = ["--policy-loss-type", "dapo", "--policy-loss-weight", "0.25", "--drop-flat-groups", "false", "--shuffle-advantages", "true"]
+    flags += ["--credit", "sequence", "--cost", "counts", "--samples-per-prompt", "8"]
+    _, _, scoring, cfg = parse_args(["--output-dir", str(tmp_path), *flags])
+    assert (cfg.policy_loss_type, cfg.policy_loss_weight, cfg.drop_flat_groups, cfg.shuffle_advantages) == ("dapo", 0.25, False, True)
+    assert (cfg.credit, scoring.cost, cfg.samples_per_prompt) == ("sequence", "counts", 8)
+    _, _, _, default = parse_args(["--output-dir", str(tmp_path)])
+    policy = (default.policy_loss_type, default.policy_loss_weight, default.drop_flat_groups, default.shuffle_advantages)
+    assert policy == ("dr_grpo", 1.0, True, False)
 
 
 def test_yaml_accepts_reference_names(tmp_path):

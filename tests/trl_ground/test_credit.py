@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from rewards import ScoringSettings
+from rewards.dense import marginal_contributions
 from rewards.layout import answer_layout
-from trl_ground.credit import GroupBaselines, box_baselines, segment_costs, token_advantages
+from trl_ground.credit import segment_costs, token_advantages
 from trl_ground.policy_gradient import advantages, policy_surrogate
 from trl_ground.tiny import build_tiny_processor
 
@@ -37,38 +38,33 @@ def test_layout_finds_objects_and_the_closing_bracket():
         assert answer_layout(text) is None
 
 
-def test_segments_price_each_box_and_the_closing_decision():
+def test_segments_give_each_box_its_marginal_contribution():
     s = ScoringSettings()
-    good_and_bad, closes_early = s.score([f"[{GOOD}, {BAD}]", f"[{GOOD}]"], [GT, GT])
-    q_good, q_bad = good_and_bad.dense.box_quality
+    text = f"[{GOOD}, {BAD}]"
+    scored = s.score([text], [GT])[0]
+    q_good, q_bad = scored.dense.box_quality
     assert q_good == 1.0 and q_bad < 0.2
-    segs = segment_costs(good_and_bad, answer_layout(f"[{GOOD}, {BAD}]"), 0.3, baseline=0.5, missing_baseline=0.0)
-    values = [v for _, v in segs]
-    assert values == [0.3, pytest.approx(0.5 - q_good), pytest.approx(0.5 - q_bad), 0.3, 0.3]  # [, good, bad, ], rest
-    # closing while 1 of the 2 ground-truth boxes has no box, where the group typically leaves
-    # a quarter without one: pushed down by the difference, on top of the answer's advantage
-    early = [v for _, v in segment_costs(closes_early, answer_layout(f"[{GOOD}]"), -0.4, 0.5, missing_baseline=0.25)]
-    assert early[2] == pytest.approx(-0.4 + 0.5 - 0.25)
-    # when the whole group closes that early, closing is not singled out
-    assert segment_costs(closes_early, answer_layout(f"[{GOOD}]"), -0.4, 0.5, missing_baseline=0.5)[2][1] == pytest.approx(-0.4)
-    negative = s.score([f"[{GOOD}]"], [[]])[0]
-    assert [v for _, v in segment_costs(negative, answer_layout(f"[{GOOD}]"), 0.2, 0.0, 0.0)][1] == 1.0  # a box where there is none
+    layout = answer_layout(text)
+    segs = segment_costs(scored, layout, 0.3)
+    # T = 1 + q_bad, N = M = 2: Delta_j = 2T / 4 - 2(T - q_j) / 3
+    total = q_good + q_bad
+    delta_good, delta_bad = total / 2 - 2 * q_bad / 3, total / 2 - 2 * q_good / 3
+    assert [end for end, _ in segs[:-1]] == [layout.objects[0][0] + 1, layout.objects[0][1], layout.objects[1][1]]
+    assert [v for _, v in segs] == [0.3, pytest.approx(-delta_good), pytest.approx(-delta_bad), 0.3]  # {, good, bad, ] and the rest
+    assert delta_good > 0 > delta_bad
+    assert segment_costs(scored, layout, 0.3, norm="max")[1][1] == pytest.approx(-(total / 2 - q_bad / 2))
+    # a true positive whose quality is below what the other answers' boxes reach is still pushed up
+    sloppy_box = '{"bbox_2d": [100, 100, 300, 340], "label": "ship"}'
+    sloppy = s.score([f"[{sloppy_box}]"], [GT])[0]
+    assert sloppy.terms.f1 > 0 and sloppy.dense.box_quality[0] < 1.0
+    assert segment_costs(sloppy, answer_layout(f"[{sloppy_box}]"), 0.0)[1][1] < 0
+    # [] decides only whether to answer with boxes: the answer's advantage throughout
+    empty = s.score(["[]"], [GT])[0]
+    assert segment_costs(empty, answer_layout("[]"), 0.8) == [(1 << 62, 0.8)]
+    negative = s.score([f"[{GOOD}, {BAD}]"], [[]])[0]
+    assert [v for _, v in segment_costs(negative, answer_layout(f"[{GOOD}, {BAD}]"), 0.2)] == [0.2, 1.0, 1.0, 0.2]  # boxes where there are none
     garbage = s.score(["the ship is at the top"], [GT])[0]
-    assert segment_costs(garbage, answer_layout("the ship is at the top"), 0.7, 0.5, 0.0) == [(1 << 62, 0.7)]
-
-
-def test_box_baselines_use_the_group_or_the_running_mean():
-    s = ScoringSettings()
-    scored = s.score([f"[{GOOD}]", f"[{BAD}]", "[]", f"[{GOOD}, {GOOD}]"], [GT] * 4)
-    b, missing = box_baselines(scored, 2, None)
-    assert b[0] == b[1] == pytest.approx((1.0 + scored[1].dense.box_quality[0]) / 2)
-    assert b[2] == b[3] == pytest.approx(0.5)  # the duplicate counts with quality 0
-    # missing: [GOOD] and [BAD] each leave 1 of the 2 boxes unmatched (the bad box is matched,
-    # poorly); [] leaves 2 of 2, the duplicates 1 of 2
-    assert missing[0] == missing[1] == pytest.approx(0.5) and missing[2] == missing[3] == pytest.approx(0.75)
-    single = box_baselines(scored, 1, 0.25)
-    assert (single.box_quality == 0.25).all()
-    assert list(single.missing) == pytest.approx([0.5, 0.5, 1.0, 0.5])  # K = 1: the answer's own (the closing carries A_i)
+    assert segment_costs(garbage, answer_layout("the ship is at the top"), 0.7) is None
 
 
 def test_the_gradient_raises_a_good_box_and_lowers_a_bad_one(tokenizer):
@@ -81,7 +77,7 @@ def test_the_gradient_raises_a_good_box_and_lowers_a_bad_one(tokenizer):
     scored = s.score(texts, [GT, GT])
     cost = torch.tensor([s.answer_cost(x) for x in scored])
     adv = advantages(cost, 2, None)
-    token_adv, located = token_advantages(scored, texts, adv, box_baselines(scored, 2, None), ids, mask, tokenizer)
+    token_adv, located = token_advantages(scored, texts, adv, ids, mask, tokenizer)
     assert located == 1.0
     layout = answer_layout(texts[0])
     ends = np.cumsum([len(tokenizer.decode([t])) for t in ids[0][mask[0] == 1].tolist()])
@@ -91,7 +87,7 @@ def test_the_gradient_raises_a_good_box_and_lowers_a_bad_one(tokenizer):
     def step(advantage):
         logits = torch.zeros(*ids.shape, len(tokenizer), requires_grad=True)
         logp = torch.log_softmax(logits, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-        policy_surrogate(advantage, logp, mask).backward()
+        policy_surrogate(advantage, logp, mask, loss_type="dr_grpo", max_new_tokens=ids.shape[1]).backward()
         with torch.no_grad():
             new = torch.log_softmax(logits - 10.0 * logits.grad, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
         return (new - logp.detach())[0]
@@ -102,25 +98,45 @@ def test_the_gradient_raises_a_good_box_and_lowers_a_bad_one(tokenizer):
     assert (seq[good_tokens] > 0).all() and (seq[bad_tokens] > 0).all()
 
 
+def tokenizer_with(*words):
+    from transformers import AddedToken
+
+    tok = build_tiny_processor().tokenizer
+    tok.add_tokens([AddedToken(w, normalized=False, special=False) for w in words])
+    return tok
+
+
 def test_a_token_that_ends_in_white_space_belongs_to_what_it_closes():
     """Qwen merges a closing bracket with the line break after it ("}\\n", "]\\n"): such a token
     decides what its bracket decides (the box it ends, the list it closes)."""
-    from transformers import AddedToken
-
-    from trl_ground.tiny import build_tiny_processor
-
-    tok = build_tiny_processor().tokenizer
-    tok.add_tokens([AddedToken(w, normalized=False, special=False) for w in ("[\n", "}\n", "]\n", ",\n")])
+    tok = tokenizer_with("[\n", "}\n", "]\n", ",\n")
     text = f"[\n{GOOD},\n{BAD}\n]\n"
     ids, mask = encode(tok, [text])
     s = ScoringSettings()
     scored = s.score([text], [GT])
-    baselines = GroupBaselines(box_quality=np.array([0.5]), missing=np.array([0.0]))
-    adv, located = token_advantages(scored, [text], torch.tensor([0.25]), baselines, ids, mask, tok)
+    adv, located = token_advantages(scored, [text], torch.tensor([0.25]), ids, mask, tok)
     pieces = [tok.decode([t]) for t in ids[0].tolist()]
     value = dict(zip(pieces, adv[0].tolist()))
-    q_good, q_bad = scored[0].dense.box_quality
+    delta = marginal_contributions(scored[0].dense)
     assert located == 1.0
     assert value["[\n"] == pytest.approx(0.25)  # opens the list: the answer's advantage
-    assert value["}\n"] == pytest.approx(0.5 - q_bad)  # ends the bad box
-    assert value["]\n"] == pytest.approx(0.25 + scored[0].dense.n_missing / 2)  # closes the list (its group covers all)
+    assert value["}\n"] == pytest.approx(-delta[1])  # ends the bad box
+    assert value["]\n"] == pytest.approx(0.25)  # closes the list: the answer's advantage
+
+
+def test_the_token_that_opens_the_first_box_carries_the_answers_advantage():
+    """Qwen writes a box's brace with the quote after it ('{"'): the first one is the decision
+    to answer with boxes at all (the answer's advantage), the next ones open their box."""
+    tok = tokenizer_with('{"', ' {"', '"},', '"}')
+    text = f"[{GOOD}, {BAD}]"
+    ids, mask = encode(tok, [text])
+    scored = ScoringSettings().score([text], [GT])
+    adv, _ = token_advantages(scored, [text], torch.tensor([0.25]), ids, mask, tok)
+    pieces = [tok.decode([t]) for t in ids[0].tolist()]
+    assert pieces[:2] == ["[", '{"'] and ' {"' in pieces
+    delta = marginal_contributions(scored[0].dense)
+    values = adv[0].tolist()
+    assert values[:2] == pytest.approx([0.25, 0.25])
+    assert values[2] == pytest.approx(-delta[0])  # "bbox...: box 1
+    assert values[pieces.index(' {"')] == pytest.approx(-delta[1])
+    assert values[-1] == pytest.approx(0.25)

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from trl_ground import trainer as trainer_module
-from trl_ground.batches import prompts_from_sft_batch
+from trl_ground.batches import Samples, prompts_from_sft_batch
 from trl_ground.config import parse_args
 from trl_ground.fused_pass import answer_logprobs
 from trl_ground.generation import sample_answers
+from trl_ground.policy_gradient import PromptTypeBaselines
 from trl_ground.train import build_trainer
 
 from ..conftest import REPO
@@ -49,18 +50,34 @@ def grads_after_loss(trainer, batch, seed=0):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def force_distinct_costs(monkeypatch):
-    """Replace every other sampled answer with one full of false positives, so costs (and
-    advantages) differ whatever the random model writes."""
+def force_answers(monkeypatch, texts_of):
+    """Replace the sampled answers with ``texts_of(sampled texts)``, tokens included (each
+    ended by ``<|im_end|>``), so that their costs and box credit are known whatever the
+    random model writes."""
     real = trainer_module.GroundingSFTTrainer._sample
 
     def patched(self, model, prompts, tokenizer, **kw):
         samples = real(self, model, prompts, tokenizer, **kw)
-        spam = "[" + ", ".join(['{"bbox_2d": [0, 0, 10, 10]}'] * 6) + "]"
-        samples.texts = [spam if i % 2 else t for i, t in enumerate(samples.texts)]
-        return samples
+        texts = texts_of(samples.texts)
+        end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        rows = [tokenizer(t, add_special_tokens=False).input_ids + [end] for t in texts]
+        ids = torch.full((len(rows), max(map(len, rows))), tokenizer.pad_token_id)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
+        device = samples.completion_ids.device
+        return Samples(samples.prompts, ids.to(device), mask.to(device), torch.zeros(len(rows), dtype=torch.bool, device=device), texts)
 
     monkeypatch.setattr(trainer_module.GroundingSFTTrainer, "_sample", patched)
+
+
+SPAM = "[" + ", ".join(['{"bbox_2d": [0, 0, 10, 10]}'] * 6) + "]"
+
+
+def force_distinct_costs(monkeypatch):
+    """Replace every other sampled answer with one full of false positives, so costs (and
+    advantages) differ whatever the random model writes."""
+    force_answers(monkeypatch, lambda texts: [SPAM if i % 2 else t for i, t in enumerate(texts)])
 
 
 def test_literal_mode_has_plain_sft_gradients_and_policy_gradient_differs(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
@@ -199,7 +216,7 @@ def test_fused_pass_gives_the_same_loss_and_gradients_as_two_passes(tiny_model_d
     results = {}
     for fuse in (True, False):
         trainer.args.fuse_logprob_pass = fuse
-        trainer.baseline.value = None
+        trainer.baselines = PromptTypeBaselines.with_momentum(0.9)
         results[fuse] = grads_after_loss(trainer, batch, seed=7)  # same seed -> same sampled tokens
     (loss_f, grads_f), (loss_u, grads_u) = results[True], results[False]
     torch.testing.assert_close(loss_f, loss_u, rtol=1e-5, atol=1e-6)
@@ -215,7 +232,8 @@ def test_resumed_k1_run_reproduces_the_uninterrupted_losses(tiny_model_dir, synt
     full = make_trainer(tiny_model_dir, synthetic_data, tmp_path / "full", *extra)
     full.train()
     state = json.loads((tmp_path / "full" / "checkpoint-2" / trainer_module.GROUNDING_STATE_FILE).read_text())
-    assert state["baseline"]["value"] is not None  # two K = 1 steps have set the baseline
+    assert state["baseline_with_boxes"]["value"] is not None  # two K = 1 steps have set the baselines
+    assert state["baseline_without_boxes"]["value"] is not None
     resumed = make_trainer(tiny_model_dir, synthetic_data, tmp_path / "resumed", *extra)
     resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
 
@@ -226,7 +244,8 @@ def test_resumed_k1_run_reproduces_the_uninterrupted_losses(tiny_model_dir, synt
     for step in (3, 4):
         for key in ("loss", "lm_loss", "grounding_cost"):
             assert resumed_logs[step][key] == pytest.approx(full_logs[step][key], rel=1e-5, abs=1e-6), (step, key)
-    assert resumed.baseline.value == pytest.approx(full.baseline.value, rel=1e-6)
+    assert resumed.baselines.with_boxes.value == pytest.approx(full.baselines.with_boxes.value, rel=1e-6)
+    assert resumed.baselines.without_boxes.value == pytest.approx(full.baselines.without_boxes.value, rel=1e-6)
 
 
 def test_staged_checkpoints_keep_track_of_the_best_one(tiny_model_dir, synthetic_data, tmp_path):

@@ -20,6 +20,7 @@ __all__ = [
     "CREDITS",
     "DEFAULT_MODEL",
     "GRADIENT_MODES",
+    "POLICY_LOSS_TYPES",
     "PROMPT_MODES",
     "SAMPLERS",
     "DataArguments",
@@ -33,6 +34,7 @@ __all__ = [
 _LAZY = {
     "CREDITS": "training",
     "GRADIENT_MODES": "training",
+    "POLICY_LOSS_TYPES": "training",
     "SAMPLERS": "training",
     "GroundingGRPOConfig": "training",
     "GroundingSFTConfig": "training",

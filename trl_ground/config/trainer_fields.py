@@ -5,12 +5,16 @@ defaults by ``python -m trl_ground.config.help --write-table``; a test checks th
 # fmt: off
 TRAINER_FIELDS = {
     'sft': {
-        'own': ['grounding_loss', 'grounding_gradient', 'credit', 'baseline_momentum', 'samples_per_prompt', 'sample_temperature', 'sample_max_new_tokens', 'sample_min_new_tokens', 'sample_every_n_steps', 'sampler', 'fuse_logprob_pass', 'pack_samples', 'sampler_merged_weights', 'sampler_importance_clip_max', 'output_dir', 'overwrite_output_dir', 'resume_from_checkpoint', 'max_length', 'remove_unused_columns'],
+        'own': ['grounding_loss', 'grounding_gradient', 'credit', 'baseline_momentum', 'policy_loss_type', 'policy_loss_weight', 'drop_flat_groups', 'shuffle_advantages', 'samples_per_prompt', 'sample_temperature', 'sample_max_new_tokens', 'sample_min_new_tokens', 'sample_every_n_steps', 'sampler', 'fuse_logprob_pass', 'pack_samples', 'sampler_merged_weights', 'sampler_importance_clip_max', 'output_dir', 'overwrite_output_dir', 'resume_from_checkpoint', 'max_length', 'remove_unused_columns'],
         'fields': {
             'grounding_loss': ["bool", "True", "Add the grounding terms (off: plain SFT).", ""],
             'grounding_gradient': ["str", "policy_gradient", "One of ('policy_gradient', 'none'): 'none' adds the terms as constants (the reference script's literal behaviour).", ""],
             'credit': ["str", "box", "One of ('box', 'sequence'): per-box or per-answer advantages in the policy gradient.", ""],
             'baseline_momentum': ["float", "0.9", "Running-mean baseline momentum (used when K = 1).", ""],
+            'policy_loss_type': ["str", "dr_grpo", "One of ('dr_grpo', 'dapo', 'grpo'): the policy-gradient normalizer (answers x max new tokens, answer tokens, per answer).", ""],
+            'policy_loss_weight': ["float", "1.0", "Weight lambda of the policy-gradient term (>= 0; choose it on validation).", ""],
+            'drop_flat_groups': ["bool", "True", "With K > 1, leave prompts whose K answers all cost the same out of the policy term.", ""],
+            'shuffle_advantages': ["bool", "False", "Benchmark control, not for training: permute the advantages among the answers.", ""],
             'samples_per_prompt': ["int", "1", "K answers sampled per prompt.", ""],
             'sample_temperature': ["float", "1.0", "Sampling temperature.", ""],
             'sample_max_new_tokens': ["int", "256", "Token limit of a sampled answer.", ""],

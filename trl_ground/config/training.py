@@ -14,10 +14,11 @@ from trl import GRPOConfig, SFTConfig
 from rewards.grpo import REWARDS
 
 from ..compat import silence_checkpointing_renames
+from ..policy_gradient import LOSS_TYPES as POLICY_LOSS_TYPES
 
 silence_checkpointing_renames()  # TRL's configs default gradient_checkpointing to True: see trl_ground.compat
 
-__all__ = ["CREDITS", "GRADIENT_MODES", "SAMPLERS", "GroundingGRPOConfig", "GroundingSFTConfig"]
+__all__ = ["CREDITS", "GRADIENT_MODES", "POLICY_LOSS_TYPES", "SAMPLERS", "GroundingGRPOConfig", "GroundingSFTConfig"]
 
 GRADIENT_MODES = ("policy_gradient", "none")
 CREDITS = ("box", "sequence")
@@ -67,13 +68,30 @@ class GroundingSFTConfig(SFTConfig):
             reference script's literal behaviour (no gradient of their own).
         credit (`str`, defaults to `"box"`):
             Which advantage each token of a sampled answer carries in the policy gradient:
-            ``"box"``: a box's tokens its own matched quality against the group's, the list's
-            closing bracket the share of ground truth still missing (:mod:`trl_ground.credit`;
-            needs the dense cost, else sequence credit is used); ``"sequence"``: every token
-            the answer's advantage.
+            ``"box"``: a box's tokens minus its marginal contribution to the answer's dense
+            score, the list's opening (through the first ``{``), its closing and the rest the
+            answer's advantage (:mod:`trl_ground.credit`; needs the dense cost, else sequence
+            credit is used); ``"sequence"``: every token the answer's advantage.
         baseline_momentum (`float`, defaults to `0.9`):
-            Momentum of the running-mean baselines (cost, box quality) used when
-            ``samples_per_prompt`` is 1.
+            Momentum of the running-mean cost baselines (one for prompts with boxes, one for
+            prompts without) used when ``samples_per_prompt`` is 1.
+        policy_loss_type (`str`, defaults to `"dr_grpo"`):
+            Normalizer of the policy-gradient surrogate, TRL GRPO's ``loss_type`` values:
+            ``"dr_grpo"``: the number of answers times ``sample_max_new_tokens`` (a constant);
+            ``"dapo"``: the micro-batch's answer tokens; ``"grpo"``: each answer's own length,
+            then the mean over answers (gives short answers such as ``[]`` a larger weight
+            per token; kept for comparison).
+        policy_loss_weight (`float`, defaults to `1.0`):
+            Weight lambda of the policy-gradient surrogate (its value is 0, so the logged
+            grounding value stays the mean cost); choose it on validation.
+        drop_flat_groups (`bool`, defaults to `True`):
+            With ``samples_per_prompt`` > 1, leave out of the policy term the prompts whose K
+            answers all cost the same (their answers count in no normalizer; the share is
+            logged as ``flat_group_fraction``).
+        shuffle_advantages (`bool`, defaults to `False`):
+            A benchmark control, not a training option: permute the advantages among the
+            micro-batch's answers (seeded by ``seed``), so that the policy gradient keeps its
+            size and noise but loses its relation to the reward.
 
         > Sampling
 
@@ -136,6 +154,17 @@ class GroundingSFTConfig(SFTConfig):
     )
     credit: str = field(default="box", metadata={"help": f"One of {CREDITS}: per-box or per-answer advantages in the policy gradient."})
     baseline_momentum: float = field(default=0.9, metadata={"help": "Running-mean baseline momentum (used when K = 1)."})
+    policy_loss_type: str = field(
+        default="dr_grpo",
+        metadata={"help": f"One of {POLICY_LOSS_TYPES}: the policy-gradient normalizer (answers x max new tokens, answer tokens, per answer)."},
+    )
+    policy_loss_weight: float = field(default=1.0, metadata={"help": "Weight lambda of the policy-gradient term (>= 0; choose it on validation)."})
+    drop_flat_groups: bool = field(
+        default=True, metadata={"help": "With K > 1, leave prompts whose K answers all cost the same out of the policy term."}
+    )
+    shuffle_advantages: bool = field(
+        default=False, metadata={"help": "Benchmark control, not for training: permute the advantages among the answers."}
+    )
     samples_per_prompt: int = field(default=1, metadata={"help": "K answers sampled per prompt."})
     sample_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
     sample_max_new_tokens: int = field(default=256, metadata={"help": "Token limit of a sampled answer."})
@@ -170,6 +199,10 @@ class GroundingSFTConfig(SFTConfig):
             raise ValueError(f"grounding_gradient must be one of {GRADIENT_MODES}, got {self.grounding_gradient!r}")
         if self.credit not in CREDITS:
             raise ValueError(f"credit must be one of {CREDITS}, got {self.credit!r}")
+        if self.policy_loss_type not in POLICY_LOSS_TYPES:
+            raise ValueError(f"policy_loss_type must be one of {POLICY_LOSS_TYPES}, got {self.policy_loss_type!r}")
+        if not self.policy_loss_weight >= 0:
+            raise ValueError(f"policy_loss_weight must be >= 0, got {self.policy_loss_weight}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         for name in ("samples_per_prompt", "sample_max_new_tokens", "sample_every_n_steps"):
