@@ -342,7 +342,7 @@ def run_branch(work: Path, s: LearningBenchSettings, name: str, seed: int, timin
     label = f"{name}_{seed}" if candidate is None else f"{name}_tune{candidate}"
     argv = _common_argv(work / WARM_DIR, data, work / "runs" / label, s, seed, s.branch_batch, 0)
     extra = s.tune[name][candidate] if candidate is not None else tuned_flags(work, name)
-    argv += ["--max-steps", str(steps)] + branch_flags(name, s) + list(extra)
+    argv += ["--max-steps", str(steps)] + branch_flags(name, s) + list(extra) + list(s.extra_flags)
     kind = "grpo" if base_kind(name, s) == "grpo" else "sft"
     timer = StepTimer(skip=2)
     trainer, guard = train_run(kind, argv, curve, s.branch_seconds, [timer])

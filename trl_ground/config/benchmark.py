@@ -67,6 +67,7 @@ class LearningBenchSettings:
             seeds; the candidate with the best final **validation** F1@0.5 is then the
             branch's setting for every seed (test data is never looked at).
         tune_seed (`int`): the seed of the tuning runs (not one of ``seeds``).
+        extra_flags (`list[str]`): flags appended to every branch's (e.g. ``["--sampler", "generate"]``).
         jobs (`int`): runs at once (separate processes sharing the GPU).
         timing_steps (`int`): after the branches, each branch kind runs this many steps alone
             to measure its time per step (the equal-wall-clock comparison); 0 to skip.
@@ -118,6 +119,7 @@ class LearningBenchSettings:
     variants: dict = field(default_factory=dict)
     tune: dict = field(default_factory=dict)
     tune_seed: int = 100
+    extra_flags: list = field(default_factory=list)
     jobs: int = 18
     timing_steps: int = 20
     eval_batch: int = 300
