@@ -70,15 +70,28 @@ GROUNDING_STATE_FILE = "grounding_state.json"
 logger = logging.getLogger(__name__)
 
 
-def sampling_autocast(args, device):
+def sampling_autocast(args, device, model=None):
     """Mixed precision for sampling. The unwrapped model has no autocast wrapper, and without
     one a QLoRA model (whose norms k-bit preparation keeps in fp32) would decode in fp32.
     The autocast cache is off: casts made under ``no_grad`` (and inside a CUDA graph) must
-    never be reused by the training forward."""
+    never be reused by the training forward.
+
+    A model whose weights are fp32 (full fine-tuning's master weights, ``model`` given)
+    samples in fp32: under bf16 autocast the CUDA-graph decode of the learning benchmark's
+    trained fp32 model gave NaN logits at 256 rows (not seen on the CPU or on the tiny
+    test model; cause not established), and the fp32 path is the one tested against
+    ``generate``."""
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
-    if dtype is None or device.type != "cuda":
+    if dtype is None or device.type != "cuda" or (model is not None and _weights_dtype(model) == torch.float32):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
+
+
+def _weights_dtype(model) -> torch.dtype:
+    """The dtype of the model's input embedding: fp32 for full fine-tuning, the base's
+    (bf16) with LoRA, whatever dtype the adapters have."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_input_embeddings().weight.dtype
 
 
 class GroundingSFTTrainer(SFTTrainer):
@@ -250,7 +263,7 @@ class GroundingSFTTrainer(SFTTrainer):
         return rollout
 
     def _sample(self, model, prompts, tokenizer, **kwargs):
-        with sampling_autocast(self.args, prompts.input_ids.device):
+        with sampling_autocast(self.args, prompts.input_ids.device, model):
             if self.args.sampler == "static" and not self._parameters_move():
                 return self._static_sampler.sample(model, prompts, tokenizer, **kwargs)
             return sample_answers(model, prompts, tokenizer, **kwargs)

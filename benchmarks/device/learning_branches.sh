@@ -13,7 +13,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 TAG=${TAG:-run}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 if [ -z "${SKIP_GPU_TESTS:-}" ]; then
-  CUDA_LAUNCH_BLOCKING=1 timeout 120 python3 -m pytest -q -m gpu tests/gpu -p no:cacheprovider 2>&1 | tail -40 > "$OUT/gpu_tests_$TAG.txt"
+  CUDA_LAUNCH_BLOCKING=1 timeout ${TESTS_S:-120} python3 -m pytest -q -m gpu tests/gpu -p no:cacheprovider 2>&1 | tail -40 > "$OUT/gpu_tests_$TAG.txt"
   tail -3 "$OUT/gpu_tests_$TAG.txt"
 fi
 TUNE=${TUNE:-'{}'}

@@ -131,9 +131,10 @@ def test_speculative_sampler_and_packed_pass_on_the_gpu(trainer):
 
 
 def test_full_fine_tuning_keeps_fp32_masters_and_samples_under_bf16_autocast(tiny_model_dir, synthetic_data, tmp_path):
-    """Full fine-tuning on a bf16 GPU: fp32 weights, bf16 autocast, the hybrid step's static
-    sampler (CUDA graph) on the fp32 model (its cache once got fp32 keys and bf16 values:
-    ``index_copy_(): Float and BFloat16``), and an AdamW step of 5e-5 that moves a weight of 0.2."""
+    """Full fine-tuning on a bf16 GPU: fp32 weights, bf16 autocast for the training forward,
+    the hybrid step's static sampler (CUDA graph) on the fp32 model in fp32 (under autocast
+    its cache once got fp32 keys and bf16 values: ``index_copy_(): Float and BFloat16``),
+    and an AdamW step of 5e-5 that moves a weight of 0.2."""
     from ..trl_ground.test_trainer import make_trainer
 
     trainer = make_trainer(
@@ -148,6 +149,25 @@ def test_full_fine_tuning_keeps_fp32_masters_and_samples_under_bf16_autocast(tin
     trainer.train()
     assert trainer._static_sampler._states, "the hybrid step sampled with the static sampler"
     for state in trainer._static_sampler._states.values():
-        assert all(layer.keys.dtype == torch.bfloat16 for layer in state.cache.layers if getattr(layer, "is_initialized", False))
+        assert all(layer.keys.dtype == torch.float32 for layer in state.cache.layers if getattr(layer, "is_initialized", False))
     moved = (weight.detach() - 0.2).abs()
     assert moved.max().item() > 4e-5 and (moved > 1e-5).float().mean().item() > 0.9
+
+
+def test_static_sampler_decodes_an_fp32_model_under_bf16_autocast_on_the_gpu(trainer):
+    """Sampling under autocast (what ``sampling_autocast`` does for a bf16 base) on an fp32
+    model: keys and values both stored in bf16, finite logits, the CUDA graph replayed."""
+    from trl_ground.batches import prompts_from_sft_batch
+    from trl_ground.static_sampler import StaticSampler
+
+    model = trainer.model.to("cuda").float()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    tok = trainer.processing_class.tokenizer
+    prompts = prompts_from_sft_batch(batch, tok.pad_token_id)
+    sampler = StaticSampler(bucket=16)
+    with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+        out = sampler.sample(model, prompts, tok, k=4, max_new_tokens=16, min_new_tokens=16)
+    assert out.completion_mask.sum().item() == 16 * 4 * len(prompts)
+    (state,) = sampler._states.values()
+    assert state.graph is not None
+    assert all(layer.values.dtype == torch.bfloat16 for layer in state.cache.layers if getattr(layer, "is_initialized", False))

@@ -59,3 +59,17 @@ def test_static_sampler_decodes_an_fp32_model_under_bf16_autocast(tiny_model_dir
     assert layers and all(layer.keys.dtype == layer.values.dtype == torch.bfloat16 for layer in layers)
     plain = sampler.sample(model, prompts, tok, k=1, max_new_tokens=4)  # without autocast: a cache of its own, fp32
     assert plain.completion_ids.shape[0] == len(prompts) and len(sampler._states) == 2
+
+
+def test_an_fp32_model_samples_without_autocast_a_bf16_base_with_it(tiny_model_dir, synthetic_data, tmp_path):
+    import contextlib
+    import types
+
+    from trl_ground.trainer import sampling_autocast
+
+    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path)  # LoRA on the fp32 tiny model
+    args, cuda = types.SimpleNamespace(bf16=True, fp16=False), torch.device("cuda")
+    assert isinstance(sampling_autocast(args, cuda, trainer.model), contextlib.nullcontext)
+    trainer.model.get_base_model().get_input_embeddings().to(torch.bfloat16)  # as a bf16 base
+    assert isinstance(sampling_autocast(args, cuda, trainer.model), torch.autocast)
+    assert isinstance(sampling_autocast(args, torch.device("cpu"), trainer.model), contextlib.nullcontext)
