@@ -1,6 +1,8 @@
 """What a newcomer meets first: one-line errors, a fast grouped --help, 'did you mean'."""
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -161,3 +163,92 @@ def test_debug_shows_the_traceback_and_does_not_leak(capsys, tmp_path):
         sft_main(["--config", str(tmp_path / "nope.yaml"), "--debug"])
     assert DEBUG_ENV not in os.environ  # the next command is quiet again
     one_line_error(capsys, sft_main, ["--config", str(tmp_path / "nope.yaml")], "nope.yaml: file not found")
+
+
+def readme_command_lines():
+    """The command lines of the README's ```bash blocks: continuation lines joined, comments
+    dropped, the brackets of optional parts (``[--adapter DIR]``) taken off."""
+    text = (REPO / "README.md").read_text()
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if line and not line.startswith("#"):
+                lines.append(shlex.split(line.replace("[", "").replace("]", "")))
+    return lines
+
+
+class _Parsed(Exception):
+    """Raised by the patched ``parse_args``: the command line parsed, stop before running."""
+
+
+def test_readme_commands_parse_as_written(monkeypatch):
+    """Every command the README shows exists and accepts its options and values as written
+    (the trainers through their full parser and the config file; the small commands through
+    their own argparse parser, stopped right after parsing)."""
+    import argparse
+    import importlib
+    import tomllib
+
+    from trl_ground.config import GroundingGRPOConfig, GroundingSFTConfig, parse_args
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    targets = set(re.findall(r"^([\w-]+):", (REPO / "Makefile").read_text(), re.MULTILINE))
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise _Parsed(original(self, args, namespace))
+
+    monkeypatch.chdir(REPO)  # the README's paths (configs/...) are relative to the checkout
+    commands = readme_command_lines()
+    seen = set()
+    for program, *argv in commands:
+        seen.add(program)
+        if program == "make":
+            assert set(argv) <= targets, argv
+            continue
+        assert program in scripts, program
+        if "--help" in argv:
+            continue  # the help itself: test_help_is_fast_and_grouped, test_small_commands_show_help_and_defaults
+        if program in ("trl-ground-sft", "trl-ground-grpo"):
+            config_class = GroundingSFTConfig if program == "trl-ground-sft" else GroundingGRPOConfig
+            parse_args(argv, config_class=config_class)
+            continue
+        module, _, function = scripts[program].partition(":")
+        main = getattr(importlib.import_module(module), function)
+        with monkeypatch.context() as patch:
+            patch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+            try:
+                status = main(argv)
+            except _Parsed:
+                continue
+        pytest.fail(f"{program} {' '.join(argv)}: not accepted as written (exit {status})")
+    # what the README promises to show: the first real run, on a GPU and on a CPU, and the demo
+    assert {"make", "trl-ground-sft", "trl-ground-grpo", "trl-ground-predict", "trl-ground-eval", "trl-ground-plot",
+            "trl-ground-check-data", "trl-ground-make-data", "trl-ground-convert-data"} <= seen, seen
+    assert len(commands) >= 20, len(commands)
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_doc_links_resolve():
+    """Every relative link of the README, BENCHMARKS.md and docs/ names a file that exists,
+    and its #anchor a heading of that file."""
+    pages = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").glob("*.md"))]
+    checked = 0
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: {target}"
+            if anchor:
+                headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", linked.read_text(), flags=re.DOTALL), re.MULTILINE)
+                assert anchor in {_anchor(h) for h in headings}, f"{page.name}: {target}"
+            checked += 1
+    assert checked >= 20, checked

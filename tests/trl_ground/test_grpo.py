@@ -65,9 +65,9 @@ def test_grpo_starts_from_an_sft_adapter(tiny_model_dir, synthetic_data, tmp_pat
     del sft
 
 
-def test_readme_grpo_snippet_runs(tmp_path, monkeypatch):
-    readme = (REPO / "README.md").read_text()
-    snippet = re.search(r"<!-- README-SNIPPET: grpo -->\n```python\n(.*?)```", readme, re.DOTALL).group(1)
+def test_docs_grpo_snippet_runs(tmp_path, monkeypatch):
+    doc = (REPO / "docs" / "grpo.md").read_text()
+    snippet = re.search(r"<!-- DOCS-SNIPPET: grpo -->\n```python\n(.*?)```", doc, re.DOTALL).group(1)
     monkeypatch.chdir(tmp_path)
-    exec(compile(snippet, "README.md", "exec"), {})
+    exec(compile(snippet, "docs/grpo.md", "exec"), {})
     assert (tmp_path / "runs" / "grpo_snippet").exists()
