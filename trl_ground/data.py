@@ -10,6 +10,8 @@ Each row is one (image, query) pair in TRL's conversational prompt-completion fo
     mode        primary | class | referring | negative
     is_unique   for referring rows: the object's ``is_unique`` flag (else None)
     image_id    the record's ``image`` name, record    the record's index in its file
+    crop        only when the data is tiled (``tile_size``): the tile's pixel window
+                ``[x0, y0, x1, y1]`` in the image (the loader crops it; boxes are the tile's)
 
 TRL's collator inserts the image placeholder before the first user text. Target answers
 use Qwen3-VL's 0..1000 integers through :func:`rewards.to_qwen_answer` (the single place
@@ -30,13 +32,15 @@ from .images import open_rgb
 from .prompts import describe_object, grounding_prompt
 from .records import GroundingRecord, load_records
 
-__all__ = ["ImageLoader", "build_dataset", "build_examples", "no_examples_reason", "smart_resize"]
+__all__ = ["ImageLoader", "build_dataset", "build_examples", "no_examples_reason", "smart_resize", "tile_if_asked"]
 
 logger = logging.getLogger(__name__)
 
 
 def _row(record: GroundingRecord, query: str, boxes: np.ndarray, cls: str, mode: str, args: DataArguments, unique=None) -> dict:
+    crop = {} if record.crop is None else {"crop": list(record.crop)}
     return {
+        **crop,
         "image": str(record.image_path),
         "prompt": grounding_prompt(query, args.system_prompt),
         "completion": [{"role": "assistant", "content": to_qwen_answer(boxes, cls)}],
@@ -83,6 +87,20 @@ def build_examples(records: list[GroundingRecord], args: DataArguments, all_clas
     return rows
 
 
+def tile_if_asked(records: list[GroundingRecord], args: DataArguments, source) -> list[GroundingRecord]:
+    """``records`` cut into tiles when ``args.tile_size`` is set (a warning counts the boxes
+    that no tile keeps), else unchanged."""
+    if not args.tile_size:
+        return records
+    from .tiled_data import tile_records
+
+    tiles, report = tile_records(records, args.tile_size, args.tile_overlap, args.tile_min_visible, str(source))
+    logger.info("%s", report.line())
+    if report.boxes_lost:
+        logger.warning("%s", report.lost_line())
+    return tiles
+
+
 def smart_resize(height: int, width: int, factor: int = 32, min_pixels: int = 32 * 32, max_pixels: int = 448 * 448):
     """Qwen-VL's resizing rule: both sides multiples of ``factor`` (patch 16 x merge 2),
     aspect ratio kept as closely as possible, area within ``[min_pixels, max_pixels]``."""
@@ -109,7 +127,8 @@ def no_examples_reason(json_path, records: list[GroundingRecord], args: DataArgu
 class ImageLoader:
     """Dataset transform: turns the ``image`` path column into 8-bit RGB PIL images
     (:func:`trl_ground.images.to_rgb`: 16-bit, float, palette and transparent images keep
-    their contents) resized with :func:`smart_resize`, so that the processor does no
+    their contents), cropped to the ``crop`` column's window when there is one (tiles; the
+    column is consumed), resized with :func:`smart_resize`, so that the processor does no
     further resizing. Picklable."""
 
     def __init__(self, min_pixels: int, max_pixels: int, factor: int = 32):
@@ -122,13 +141,16 @@ class ImageLoader:
         h, w = smart_resize(img.height, img.width, self.factor, self.min_pixels, self.max_pixels)
         return img if (w, h) == img.size else img.resize((w, h), Image.Resampling.BICUBIC)
 
-    def load(self, path: str):
-        """The image at ``path``, RGB and resized; raises PIL's errors on a broken file."""
-        return self.resize(open_rgb(path))
+    def load(self, path: str, crop=None):
+        """The image at ``path`` (its pixel window ``crop`` if given), RGB and resized;
+        raises PIL's errors on a broken file."""
+        img = open_rgb(path)
+        return self.resize(img if crop is None else img.crop(tuple(crop)))
 
     def __call__(self, batch: dict) -> dict:
         batch = dict(batch)
-        batch["image"] = [self.load(p) for p in batch["image"]]
+        crops = batch.pop("crop", None) or [None] * len(batch["image"])
+        batch["image"] = [self.load(p, c) for p, c in zip(batch["image"], crops)]
         return batch
 
 
@@ -148,6 +170,8 @@ def build_dataset(
     ``source_format`` other than ``json`` reads a COCO file (``json_path``) or YOLO / DOTA
     folders (images under ``img_root``, labels in ``args.train_labels``) through
     :func:`trl_ground.formats.load_source_records`, into the same validated records.
+    With ``args.tile_size``, the records are cut into tiles (:func:`trl_ground.tiled_data.tile_records`;
+    boxes that no tile keeps are counted in a warning).
 
     Returns ``(dataset, records)``. Raises ``ValueError`` on bad data (see
     :func:`trl_ground.records.load_records`) or when no example could be built.
@@ -162,6 +186,7 @@ def build_dataset(
         records = load_source_records(
             source_format, json_path, img_root, args.train_labels, args.train_classes, args.on_bad_record, check_images
         )
+    records = tile_if_asked(records, args, json_path or img_root)
     rows = build_examples(records, args, all_classes)
     if not rows:
         raise ValueError(no_examples_reason(json_path or img_root, records, args))

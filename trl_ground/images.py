@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_ERRORS", "check_image", "open_rgb", "pixel_limit", "to_rgb"]
+__all__ = ["IMAGE_ERRORS", "check_image", "image_size", "open_rgb", "pixel_limit", "to_rgb"]
 
 
 def _pil_errors() -> tuple:
@@ -88,6 +88,15 @@ def check_image(path) -> tuple[int, int]:
             "(PIL's Image.MAX_IMAGE_PIXELS; a decompression bomb?)"
         )
     return width, height
+
+
+def image_size(path) -> tuple[int, int]:
+    """``(width, height)`` in pixels, from the file's header (nothing decoded); raises PIL's
+    errors (IMAGE_ERRORS)."""
+    from PIL import Image
+
+    with Image.open(Path(path)) as img:
+        return img.size
 
 
 def _grey_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:

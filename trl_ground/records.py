@@ -49,13 +49,18 @@ class GroundingObject:
 
 @dataclass(frozen=True)
 class GroundingRecord:
-    """One validated image record; ``index`` is its position in the JSON file."""
+    """One validated image record; ``index`` is its position in the JSON file.
+
+    ``crop``: for a tile of the image (:mod:`trl_ground.tiled_data`), its pixel window
+    ``(x0, y0, x1, y1)`` in ``image_path``, and the objects' boxes are in the tile's [0, 1];
+    None for the whole image."""
 
     index: int
     image: str
     image_path: Path
     objects: tuple = field(default_factory=tuple)
     caption: str | None = None
+    crop: tuple | None = None
 
     def boxes_of(self, cls: str) -> np.ndarray:
         """Boxes ``(N, 4)`` of class ``cls``, xyxy in [0, 1], top-to-bottom then left-to-right."""

@@ -10,6 +10,7 @@ from transformers import set_seed
 from .collator import GroundingCollator
 from .data import build_dataset
 from .export import merge_adapters, save_final
+from .lengths import warn_if_too_long
 from .modeling import load_model, load_processor
 from .output_dir import prepare_output_dir
 from .preflight import check_run, looks_like_local_path
@@ -40,7 +41,8 @@ def ensure_demo_assets(data_args, model_args) -> None:
 
 
 def load_data_and_model(data_args, model_args, config, with_completion: bool = True):
-    """``(train_dataset, eval_dataset or None, processor, model)`` for a training run."""
+    """``(train_dataset, eval_dataset or None, processor, model)`` for a training run;
+    training examples longer than ``config.max_length`` are named in a warning."""
     if not data_args.img_root or (not data_args.train_json and data_args.train_format in ("json", "coco")):
         raise ValueError("train_json and img_root are required (--train-json, --img-root)")
     train_ds, records = build_dataset(
@@ -58,6 +60,8 @@ def load_data_and_model(data_args, model_args, config, with_completion: bool = T
             data_args.eval_json, data_args.img_root, data_args, classes, with_completion, check_images=data_args.image_check
         )
     processor = load_processor(model_args.model, data_args.max_pixels, data_args.min_pixels)
+    # training cuts examples at max_length without a word: name them first
+    warn_if_too_long(train_ds, processor, data_args, getattr(config, "max_length", None), data_args.train_json or data_args.img_root)
     set_seed(config.seed)  # new LoRA weights are random: the same seed gives the same run
     model = load_model(model_args, gradient_checkpointing=config.gradient_checkpointing)
     return train_ds, eval_ds, processor, model

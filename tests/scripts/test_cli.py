@@ -16,7 +16,7 @@ def test_generator_and_checker_from_the_command_line(tmp_path):
     assert r.returncode == 0, r.stderr
     r = run("scripts/check_data.py", "--train-json", str(tmp_path / "train.json"), "--img-root", str(tmp_path))
     assert r.returncode == 0, r.stderr
-    for line in ("records: 8 valid", "images found: 8", "boxes per class:", "boxes per image (histogram):", "longest target answer:"):
+    for line in ("records: 8 valid", "images found: 8", "boxes per class:", "boxes per image (histogram):", "longest example:"):
         assert line in r.stdout
 
 

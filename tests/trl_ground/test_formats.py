@@ -32,8 +32,8 @@ def assert_same(records, truth, rename=lambda c: c, images=None):
         np.testing.assert_allclose(got, want, atol=1e-3, rtol=0)
 
 
-def test_registry_lists_the_four_formats():
-    assert set(FORMATS) == {"coco", "yolo", "dota", "hf"}
+def test_registry_lists_the_formats():
+    assert set(FORMATS) == {"coco", "yolo", "dota", "hf", "json"}
     with pytest.raises(ValueError, match="unknown source format 'voc'"):
         convert("voc")
     with pytest.raises(ValueError, match="needs classes"):

@@ -1,6 +1,7 @@
 """Validate a grounding JSON exactly as training will, and summarize it.
 
     trl-ground-check-data --train-json data/train.json --img-root data/ [--tokenizer DIR] [--no-image-check]
+    trl-ground-check-data --train-json data/dense.json --img-root data/ --max-length 4096 --tile-size 1024 --tile-overlap 200
 
 Every image is opened and decoded (cheaply: PNGs verified, JPEGs decoded at 1/8 scale);
 ``--no-image-check`` only checks that the files exist (for large trusted sets). Exit 0 when
@@ -8,13 +9,19 @@ every record is valid; otherwise exit 2 with one line naming the file, record an
 traceback). With ``--on-bad-record skip`` bad records are counted, not fatal. A file that
 gives no training example (e.g. every record has ``objects: []`` in the primary mode) is an
 error too.
+
+Every example is measured in tokens as training builds it (prompt, image tokens at
+``--max-pixels``, answer); examples longer than ``--max-length`` (training's default unless
+given) are named in a ``warning:`` line (file, record, tokens), since training would cut
+their answers. ``--tile-size`` checks the data as training with the same options tiles it.
 """
 
 from __future__ import annotations
 
 import sys
 
-from ..config.data import BAD_RECORD_POLICIES, PROMPT_MODES
+from ..config.data import BAD_RECORD_POLICIES, PROMPT_MODES, DataArguments
+from ..lengths import DEFAULT_MAX_LENGTH
 from .common import ArgumentParser, command
 
 __all__ = ["main"]
@@ -36,6 +43,16 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--tokenizer", default=None,
                     help="tokenizer/processor directory or id for exact token counts (default: the project's byte-level "
                          "tokenizer, an upper bound)")
+    ap.add_argument("--max-length", "--max_length", type=int, default=DEFAULT_MAX_LENGTH,
+                    help="the training run's max_length: longer examples are named in a warning")
+    ap.add_argument("--max-pixels", "--max_pixels", type=int, default=DataArguments.max_pixels,
+                    help="the training run's max_pixels (image tokens grow with it)")
+    ap.add_argument("--min-pixels", "--min_pixels", type=int, default=DataArguments.min_pixels, help="the training run's min_pixels")
+    ap.add_argument("--tile-size", "--tile_size", type=int, default=DataArguments.tile_size,
+                    help="check the data cut into tiles of this many pixels, as training with --tile-size (0: no tiling)")
+    ap.add_argument("--tile-overlap", "--tile_overlap", type=int, default=DataArguments.tile_overlap, help="with --tile-size: pixels shared by neighbouring tiles")
+    ap.add_argument("--tile-min-visible", "--tile_min_visible", type=float, default=DataArguments.tile_min_visible,
+                    help="with --tile-size: a box goes to a tile holding at least this fraction of its area")
     args = ap.parse_args(argv)
     if args.tokenizer:  # a Hub id offline fails at once, not after minutes of retries
         from types import SimpleNamespace
@@ -46,7 +63,9 @@ def main(argv: list[str]) -> int:
     from ..data_summary import summarize
 
     print(summarize(args.train_json, args.img_root, args.prompt_mode, args.add_negatives, args.on_bad_record, args.tokenizer,
-                    check_images=args.check_images))
+                    check_images=args.check_images, max_length=args.max_length, max_pixels=args.max_pixels,
+                    min_pixels=args.min_pixels, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
+                    tile_min_visible=args.tile_min_visible))
     return 0
 
 

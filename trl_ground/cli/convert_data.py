@@ -4,11 +4,20 @@
     trl-ground-convert-data --from yolo --images images/ --labels labels/ --classes classes.txt --out data/train.json
     trl-ground-convert-data --from dota --images images/ --labels labelTxt/ --out data/train.json [--drop-difficult]
     trl-ground-convert-data --from hf --dataset DIR_OR_NAME --split train --img-root data/hf_images --out data/train.json
+    trl-ground-convert-data --from dota --images images/ --labels labelTxt/ --tile 1024 --overlap 200 --out data/tiles.json
+    trl-ground-convert-data --from json --annotations data/train.json --img-root data/ --tile 1024 --out data/tiles.json
 
 Prints a summary (images, boxes per class, what was dropped and why) and the ``--img-root``
 that training needs with the written file; ``--check`` then runs the dataset checker on it.
 Malformed input exits 1 with one line naming the file and line or annotation id (``--on-bad-record
 skip`` leaves such images out and counts them); a wrong command line exits 2.
+
+``--tile SIZE`` cuts every image into tiles (DOTA's split: ``SIZE`` px every ``SIZE -
+--overlap`` px, the last flush with the edge) written as PNG files under ``--tile-dir``
+(default: ``<out>_tiles/`` beside ``--out``); a box goes to each tile holding at least
+``--min-visible`` of its area, clipped and normalized to the tile; tiles without a box are
+left out. The records written are the tiles' (``source_image`` and ``tile`` say where each
+was cut from), and ``--img-root`` for training is the tile folder.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ _OPTIONS = {
     "coco": {"annotations": "annotations", "img_root": "img_root", "keep_crowd": "keep_crowd"},
     "yolo": {"images": "images", "labels": "labels", "classes": "classes"},
     "dota": {"images": "images", "labels": "labels", "drop_difficult": "drop_difficult"},
+    "json": {"annotations": "annotations", "img_root": "img_root"},
     "hf": {"dataset": "dataset", "img_root": "img_root", "split": "split", "bbox_format": "bbox_format",
            "bbox_normalized": "bbox_normalized", "image_column": "image_column", "objects_column": "objects_column",
            "bbox_key": "bbox_key", "category_key": "category_key"},
@@ -43,7 +53,7 @@ def _parser() -> ArgumentParser:
     ap.add_argument("--from", dest="fmt", required=True, choices=sorted(FORMATS),
                     help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
     ap.add_argument("--out", required=True, help="the JSON to write (the project's training format)")
-    ap.add_argument("--annotations", help="coco: the COCO JSON")
+    ap.add_argument("--annotations", help="coco: the COCO JSON; json: the project's JSON")
     ap.add_argument("--img-root", "--img_root", help="coco: the images' root; hf: where the images are written; yolo/dota: same as --images")
     ap.add_argument("--images", help="yolo/dota: the image folder (searched recursively)")
     ap.add_argument("--labels", help="yolo/dota: the label folder mirroring --images")
@@ -61,6 +71,11 @@ def _parser() -> ArgumentParser:
     ap.add_argument("--category-key", default="category", help="hf: the category field inside objects")
     ap.add_argument("--on-bad-record", default="error", choices=["error", "skip"],
                     help="malformed input: stop with the error (default) or leave its image out")
+    ap.add_argument("--tile", type=int, default=0, metavar="SIZE", help="cut the images into tiles of SIZE px, written as files (0: no tiling)")
+    ap.add_argument("--overlap", type=int, default=200, metavar="PX", help="with --tile: pixels shared by neighbouring tiles")
+    ap.add_argument("--min-visible", type=float, default=0.5,
+                    help="with --tile: a box goes to a tile holding at least this fraction of its area (clipped to it)")
+    ap.add_argument("--tile-dir", help="with --tile: where the tile images go (default: <out>_tiles beside --out)")
     ap.add_argument("--summary", help="also write the summary as JSON to this file")
     ap.add_argument("--check", action="store_true", help="then run the dataset checker (scripts/check_data.py) on the result")
     return ap
@@ -79,7 +94,25 @@ def _options(ap: ArgumentParser, args) -> dict:
     missing = [d for d in FORMATS[args.fmt].required if getattr(args, d) is None]
     if missing:
         raise _UsageError(f"--from {args.fmt} needs " + ", ".join(f"--{d.replace('_', '-')}" for d in missing))
+    if args.tile:
+        from trl_ground.tiling import check_tiling
+
+        check_tiling(args.tile, args.overlap, args.min_visible)
+    elif args.tile_dir or args.overlap != ap.get_default("overlap") or args.min_visible != ap.get_default("min_visible"):
+        raise _UsageError("--overlap, --min-visible and --tile-dir need --tile SIZE")
     return {kw: getattr(args, dest) for dest, kw in wanted.items()}
+
+
+def _tile(args, records: list[dict], summary, out: Path) -> tuple[list[dict], str]:
+    """``(tile records, their image root)``: the images of ``records`` cut by ``--tile``."""
+    from trl_ground.tiled_data import write_tiles
+
+    tile_dir = Path(args.tile_dir) if args.tile_dir else out.with_name(out.stem + "_tiles")
+    tiles, report = write_tiles(records, summary.img_root, tile_dir, args.tile, args.overlap, args.min_visible, summary.source)
+    print(report.line())
+    if report.boxes_lost:
+        print(f"warning: {report.lost_line()}", file=sys.stderr)
+    return tiles, str(tile_dir)
 
 
 @command
@@ -88,6 +121,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)  # usage errors: ValueError, exit 2
     options = _options(ap, args)
     from trl_ground.data_summary import summarize
+    from trl_ground.lengths import DEFAULT_MAX_LENGTH
     from trl_ground.formats import convert
 
     try:
@@ -96,15 +130,18 @@ def main(argv: list[str]) -> int:
         return fail(err, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    print("\n".join(summary.lines()))
+    img_root = summary.img_root
+    if args.tile:
+        records, img_root = _tile(args, records, summary, out)
     out.write_text(json.dumps(records, indent=1))
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary.to_dict(), indent=2))
-    print("\n".join(summary.lines()))
     print(f"wrote {len(records)} records -> {out}")
-    print(f"train with: --train-json {out} --img-root {summary.img_root}")
+    print(f"train with: --train-json {out} --img-root {img_root}")
     if args.check:
         try:
-            print(summarize(out, summary.img_root, on_bad_record=args.on_bad_record))
+            print(summarize(out, img_root, on_bad_record=args.on_bad_record, max_length=DEFAULT_MAX_LENGTH))
         except ValueError as err:
             return fail(err, 1)
     return 0

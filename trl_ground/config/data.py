@@ -57,6 +57,16 @@ class DataArguments:
         max_pixels (`int`, defaults to `200704` = 448 x 448), min_pixels (`int`, defaults to `1024`):
             Images are resized (sides multiples of 32) to an area within these bounds.
 
+        > Large images
+
+        tile_size (`int`, defaults to `0`), tile_overlap (`int`, defaults to `200`),
+            tile_min_visible (`float`, defaults to `0.5`):
+            With ``tile_size`` > 0, each image is cut, in memory when the dataset is built,
+            into ``tile_size`` px tiles every ``tile_size - tile_overlap`` px (DOTA's split,
+            the last tile flush with the edge); a box goes to a tile holding at least
+            ``tile_min_visible`` of its area, clipped (:mod:`trl_ground.tiled_data`). For
+            crowded images whose answers would pass ``max_length``.
+
         > Demo
 
         make_synthetic_data (`int`, defaults to `0`):
@@ -90,6 +100,13 @@ class DataArguments:
     )
     max_pixels: int = field(default=448 * 448, metadata={"help": "Images are resized to at most this many pixels."})
     min_pixels: int = field(default=32 * 32, metadata={"help": "... and at least this many."})
+    tile_size: int = field(
+        default=0, metadata={"help": "Cut each image into tiles of this many pixels when the dataset is built (0: no tiling)."}
+    )
+    tile_overlap: int = field(default=200, metadata={"help": "With tile_size: pixels shared by neighbouring tiles."})
+    tile_min_visible: float = field(
+        default=0.5, metadata={"help": "With tile_size: a box goes to a tile holding at least this fraction of its area (clipped)."}
+    )
     make_synthetic_data: int = field(
         default=0, metadata={"help": "Demo: if train_json is missing, first write this many synthetic images there."}
     )
@@ -111,5 +128,11 @@ class DataArguments:
             raise ValueError(f"train_format {self.train_format} needs train_labels (the label folder)")
         if self.train_format == "yolo" and not self.train_classes:
             raise ValueError("train_format yolo needs train_classes (the class names file)")
+        if self.tile_size:
+            from ..tiling import check_tiling
+
+            check_tiling(self.tile_size, self.tile_overlap, self.tile_min_visible)
+        elif self.tile_size < 0:
+            raise ValueError(f"tile_size must be >= 0 (0: no tiling), got {self.tile_size}")
         if self.make_synthetic_data < 0:
             raise ValueError(f"make_synthetic_data must be >= 0, got {self.make_synthetic_data}")

@@ -11,6 +11,7 @@ format    source                                        keyword arguments
 ``yolo``  one ``class cx cy w h`` file per image        ``images``, ``labels``, ``classes``
 ``dota``  one ``x1 y1 .. x4 y4 class difficult`` file   ``images``, ``labels``, ``drop_difficult``
 ``hf``    ``datasets`` dataset (image + objects)        ``dataset``, ``img_root``, ``split``, ``bbox_format`` ...
+``json``  the project's own JSON (to tile it)           ``annotations``, ``img_root``
 ========  ============================================  =================================
 
 Every converted record then goes through :func:`trl_ground.records.validate_records`, the
@@ -30,6 +31,7 @@ from .base import BadAnnotation, ConversionSummary
 from .coco import from_coco
 from .dota import from_dota
 from .hf import BBOX_FORMATS, from_hf
+from .project_json import from_json
 from .yolo import from_yolo
 
 __all__ = [
@@ -64,6 +66,7 @@ FORMATS: dict[str, SourceFormat] = {
         SourceFormat("yolo", from_yolo, ("images", "labels", "classes"), "YOLO: one 'class_id cx cy w h' (normalized) .txt per image"),
         SourceFormat("dota", from_dota, ("images", "labels"), "DOTA: one 'x1 y1 ... x4 y4 class difficult' (pixels) .txt per image"),
         SourceFormat("hf", from_hf, ("dataset", "img_root"), "Hugging Face datasets: an Image column and an objects column"),
+        SourceFormat("json", from_json, ("annotations", "img_root"), "the project's own JSON (e.g. to cut it into tiles with --tile)"),
     )
 }
 
