@@ -53,12 +53,16 @@ _DIGITS = re.compile(r"-?\d+(?:\.\d+)?")
 
 @dataclass
 class PredictionItem:
-    """One query: an image file and what to ask about it (plus what the output should carry)."""
+    """One query: an image file and what to ask about it (plus what the output should carry).
+
+    ``crop``: ask about this pixel window ``(x0, y0, x1, y1)`` of the image only (a tile,
+    :mod:`trl_ground.sliced_predict`); the answer's boxes are then the window's. None: the whole image."""
 
     image_path: str
     cls: str
     query: str
     meta: dict
+    crop: tuple | None = None
 
 
 def load_for_inference(model_dir: str, adapter: str | None = None, load_in_4bit: bool = False):
@@ -158,12 +162,16 @@ def iter_predictions(
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="predicting", unit="batch")
+    opened = (None, None)  # the last image: the tiles of one image follow each other
     for start in batches:
         chunk, images, sizes = [], [], []
         for item in items[start : start + batch_size]:
             try:
-                img = open_rgb(item.image_path)
+                if opened[0] != item.image_path:
+                    opened = (item.image_path, open_rgb(item.image_path))
+                img = opened[1] if item.crop is None else opened[1].crop(tuple(item.crop))
             except IMAGE_ERRORS as err:
+                opened = (None, None)
                 yield {**item.meta, "image_path": item.image_path, "class": item.cls, "error": f"{type(err).__name__}: {err}"}
                 continue
             chunk.append(item)

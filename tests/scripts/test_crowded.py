@@ -67,3 +67,20 @@ def test_bad_tiling_options_are_one_line(tmp_path, capsys, extra, words):
     assert convert_main([*argv, *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0]
+
+
+def test_predict_tile_by_tile_on_the_tiny_model_and_evaluate_on_the_original_image(tiny_model_dir, tmp_path, capsys):
+    from trl_ground.cli.eval_bbox import main as eval_main
+    from trl_ground.cli.predict_bbox import main as predict_main
+
+    train, _ = crowded_image(tmp_path, 700, 500, n_boxes=12)
+    out = tmp_path / "outputs.json"
+    argv = ["--model", str(tiny_model_dir), "--test-json", str(train), "--img-root", str(tmp_path), "--out", str(out),
+            "--max-new-tokens", "16", "--batch-size", "4", "--tile", "400", "--overlap", "100", "--tile-with-full"]
+    assert predict_main(argv) == 0
+    [answer] = json.loads(out.read_text())
+    assert (answer["width"], answer["height"]) == (700, 500) and len(answer["scores"]) == len(answer["boxes"])
+    assert [t["window"] for t in answer["tiles"]] == [None, [0, 0, 400, 400], [300, 0, 700, 400], [0, 100, 400, 500], [300, 100, 700, 500]]
+    assert eval_main(["--pred", str(out), "--gt", str(train), "--out", str(tmp_path / "metrics.json")]) == 0
+    assert predict_main([*argv[:-5], "--overlap", "100"]) == 2  # tile options need --tile
+    assert "need --tile SIZE" in capsys.readouterr().err

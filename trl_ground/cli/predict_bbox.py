@@ -23,6 +23,15 @@ answers so far when the run fails or is interrupted; then the ``.partial`` file 
 A missing ``--model`` / ``--adapter`` directory, or unusable inputs, are one ``error:`` line
 and exit 2, before the model is loaded.
 
+**Large, crowded images** (``--tile SIZE``): each query is asked tile by tile (``SIZE`` px
+every ``SIZE - --overlap`` px, the last tile flush with the edge; ``--tile-with-full`` also
+asks about the whole image), the tiles' boxes are mapped back onto the image and merged class
+by class (``--merge union``: the pieces an object's tiles saw become their enclosing box;
+``nms``: the best-scored piece stays; matched at ``--merge-metric`` IoS or IoU >=
+``--merge-threshold``; a merged box keeps its group's highest score). Each answer is then the
+image's, as without tiles (plus ``tiles``: each tile's window, answer and box count), so
+``trl-ground-eval`` scores it against the original images' ground truth.
+
 ``--coco-results FILE`` also writes the answers in the COCO results format (``image_id``,
 ``category_id``, pixel ``bbox`` ``[x, y, w, h]``, ``score``: the confidence above), with the
 ids of ``--coco-annotations`` (your COCO ground truth; images matched by ``file_name``,
@@ -65,13 +74,37 @@ def parse_args(argv=None):
     ap.add_argument("--min-pixels", type=int, default=32 * 32, help="... and at least this many")
     add_prompt_options(ap)
     ap.add_argument("--load-in-4bit", action="store_true", help="load the model in 4-bit NF4 (CUDA)")
+    ap.add_argument("--tile", type=int, default=0, metavar="SIZE", help="ask about tiles of SIZE px and merge their boxes (0: the whole image)")
+    ap.add_argument("--overlap", type=int, default=200, metavar="PX", help="with --tile: pixels shared by neighbouring tiles")
+    ap.add_argument("--tile-with-full", action="store_true", help="with --tile: also ask about the whole image (large objects)")
+    ap.add_argument("--merge", default="union", choices=["union", "nms"],
+                    help="with --tile: union (a merged box encloses its group) or nms (the best-scored box of a group stays)")
+    ap.add_argument("--merge-metric", default="ios", choices=["ios", "iou"],
+                    help="with --tile: how boxes of two tiles match (ios: intersection over the smaller box)")
+    ap.add_argument("--merge-threshold", type=float, default=0.5, help="with --tile: boxes of two tiles match at or above this")
     ap.add_argument("--viz", help="draw predictions (and ground truth) as PNG into this folder")
     ap.add_argument("--coco-results", help="also write the answers as COCO results (JSON list) to this file")
     ap.add_argument("--coco-annotations", help="with --coco-results: the COCO ground truth whose image / category ids to use")
     args = ap.parse_args(argv)
     if args.coco_annotations and not args.coco_results:
         ap.error("--coco-annotations needs --coco-results")
+    args.slicing = _slicing(ap, args)
     return args
+
+
+def _slicing(ap, args):
+    """The ``--tile`` options as :class:`~trl_ground.sliced_predict.SliceSettings`, or None."""
+    tile_options = ("overlap", "tile_with_full", "merge", "merge_metric", "merge_threshold")
+    if not args.tile:
+        if any(getattr(args, name) != ap.get_default(name) for name in tile_options):
+            ap.error("--overlap, --tile-with-full and --merge* need --tile SIZE")
+        return None
+    from ..sliced_predict import SliceSettings
+
+    try:
+        return SliceSettings(args.tile, args.overlap, args.tile_with_full, args.merge, args.merge_metric, args.merge_threshold)
+    except ValueError as err:
+        ap.error(str(err))
 
 
 def _items(args) -> tuple[list, dict, list[dict], list]:
@@ -98,11 +131,23 @@ def _write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+def _answers(args, model, processor, items, system_prompt: str):
+    """The answers to ``items``, one by one: asked about the whole images, or tile by tile (``--tile``)."""
+    options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "max_pixels": args.max_pixels,
+               "min_pixels": args.min_pixels, "system_prompt": system_prompt}
+    if args.slicing is None:
+        from ..predict import iter_predictions
+
+        return iter_predictions(model, processor, items, **options)
+    from ..sliced_predict import iter_sliced_predictions
+
+    return iter_sliced_predictions(model, processor, items, args.slicing, **options)
+
+
 def _run(args, model, processor, items, out: Path, errors: list[dict]) -> list[dict]:
     """Predict, appending each answer to ``<out>.partial``; writes ``out`` at the end or on
     failure (the answers so far), then removes the partial file."""
     from ..config.data import DataArguments
-    from ..predict import iter_predictions
 
     partial = out.with_name(out.name + ".partial")
     results: list[dict] = []
@@ -110,9 +155,7 @@ def _run(args, model, processor, items, out: Path, errors: list[dict]) -> list[d
         with partial.open("w") as stream:
             words = prompt_words(args)
             system_prompt = words.get("system_prompt", DataArguments().system_prompt)
-            for result in iter_predictions(
-                model, processor, items, args.batch_size, args.max_new_tokens, args.max_pixels, args.min_pixels, system_prompt
-            ):
+            for result in _answers(args, model, processor, items, system_prompt):
                 if "error" in result:
                     print(f"warning: skipped {result['image_path']}: {result['error']}", file=sys.stderr)
                     errors.append(result)
