@@ -39,6 +39,8 @@ def test_every_shipped_config_parses(name):
         (("--lr", "-1"), "learning_rate"),
         (("--policy-loss-type", "bnpo"), "policy_loss_type"),
         (("--policy-loss-weight", "-0.5"), "policy_loss_weight"),
+        (("--tile-size", "512", "--tile-overlap", "512"), r"tile overlap \(512 px\) must be smaller than the tile size"),
+        (("--tile-size", "512", "--tile-min-visible", "1.5"), r"must lie in \(0, 1\]"),
     ],
 )
 def test_bad_values_fail_before_loading(extra, message, tmp_path):
