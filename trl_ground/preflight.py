@@ -11,7 +11,10 @@ the data, the processor or the model load:
   cache or reachable (checked in about a second: offline, or with the Hub unreachable, a
   model missing from the cache fails at once instead of after minutes of retries);
   an ``adapter`` directory holding ``adapter_config.json``;
-- the device: 4-bit (bitsandbytes) needs a CUDA GPU.
+- the device: 4-bit (bitsandbytes) needs a CUDA GPU;
+- ``max_length`` leaves room for an image's tokens (``max_pixels`` / (patch x merge)^2):
+  TRL truncates each example to it, and a cut through the image tokens fails in the model;
+  :func:`check_prompt_fits` checks a whole prompt once the processor has loaded.
 
 The output directory and the checkpoint to resume from are checked next, by
 :func:`trl_ground.output_dir.prepare_output_dir` (writable, room for a checkpoint, no other
@@ -33,8 +36,11 @@ __all__ = [
     "check_config_file",
     "check_data_files",
     "check_device",
+    "check_max_length",
     "check_model",
     "check_model_source",
+    "check_prompt_fits",
+    "check_reachable",
     "check_run",
     "hub_reachable",
     "looks_like_local_path",
@@ -57,6 +63,7 @@ def check_run(data_args, model_args, config) -> None:
     check_data_files(data_args, getattr(config, "eval_strategy", "no"))
     check_device(model_args, config)
     check_model(model_args)
+    check_max_length(data_args, model_args, config)
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -79,8 +86,9 @@ def _directory(path, what: str) -> None:
         raise ValueError(f"{what} {path}: is a file, not a directory")
 
 
-def check_config_file(path) -> None:
-    """A ``--config`` file: exists, is readable, and is a YAML mapping of keys to values.
+def check_config_file(path) -> dict:
+    """A ``--config`` file: exists, is readable, and is a YAML mapping of keys to values
+    (returned).
 
     Raises:
         ValueError: ``config file X: file not found``, ``config file X is not valid YAML:
@@ -102,6 +110,7 @@ def check_config_file(path) -> None:
         raise ValueError(f"config file {path} is not valid YAML: {where}{problem}") from err
     if not isinstance(content, dict):
         raise ValueError(f"config file {path} must be a YAML mapping (key: value lines), got {type(content).__name__}")
+    return content
 
 
 def check_data_files(data_args, eval_strategy: str = "no") -> None:
@@ -217,21 +226,79 @@ def check_model(model_args) -> None:
     """The model (and ``adapter``) can be loaded without waiting on the network: a local
     directory, or a Hub id that is cached or whose Hub is reachable. With the Hub unreachable
     and the model cached, the process switches to offline mode."""
-    check_model_source(model_args.model)
+    check_reachable(model_args.model)
     if getattr(model_args, "adapter", None):
         check_model_source(model_args.adapter, "adapter", "adapter_config.json")
-    if Path(model_args.model).expanduser().is_dir():
+
+
+def check_reachable(name: str, what: str = "model", flag: str = "--model", marker: str = "config.json") -> None:
+    """``name`` (given as ``flag``) can be loaded without waiting on the network: a local
+    directory holding ``marker``, or a Hub id that is cached or whose Hub is reachable (with
+    the Hub unreachable and ``name`` cached, the process switches to offline mode).
+
+    Raises:
+        ValueError: one line naming ``what`` (``model``, ``tokenizer``), ``name`` and ``flag``.
+    """
+    check_model_source(name, what, marker)
+    if Path(name).expanduser().is_dir():
         return
     from huggingface_hub import try_to_load_from_cache
 
-    cached = isinstance(try_to_load_from_cache(model_args.model, "config.json"), str)
-    local_hint = (f"download it where there is a network (`hf download {model_args.model} --local-dir DIR`) "
-                  "and point --model at that directory")
+    cached = isinstance(try_to_load_from_cache(name, marker), str)
+    local_hint = f"download it where there is a network (`hf download {name} --local-dir DIR`) and point {flag} at that directory"
     if _hub_offline():
         if not cached:
-            raise ValueError(f"model {model_args.model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {local_hint}")
+            raise ValueError(f"{what} {name} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {local_hint}")
         return
     if not hub_reachable():
         if not cached:
-            raise ValueError(f"cannot reach the Hugging Face Hub and model {model_args.model} is not in the local cache: {local_hint}")
+            raise ValueError(f"cannot reach the Hugging Face Hub and {what} {name} is not in the local cache: {local_hint}")
         _go_offline()
+
+
+# ---- max_length -------------------------------------------------------------------------------
+def _pixels_per_image_token(model: str) -> int:
+    """Pixels one image token covers: (patch_size x merge_size)^2 from the model's processor
+    files when it is a local directory, else Qwen3-VL's (16 x 2)^2 = 1024."""
+    import json
+
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        file = Path(model).expanduser() / name
+        if file.is_file():
+            try:
+                found = json.loads(file.read_text())
+            except (OSError, ValueError):
+                continue
+            found = found.get("image_processor", found)
+            if "patch_size" in found and "merge_size" in found:
+                return (int(found["patch_size"]) * int(found["merge_size"])) ** 2
+    return (16 * 2) ** 2
+
+
+def _max_length_message(max_length: int, needed: int, what: str, max_pixels: int) -> str:
+    return (f"max_length {max_length} is below the {needed} tokens of {what} (max_pixels {max_pixels}): "
+            "TRL cuts every example there, through its prompt; raise --max-length (e.g. {max(2048, needed + 512)}) or lower --max-pixels")
+
+
+def check_max_length(data_args, model_args, config) -> None:
+    """``config.max_length`` (when set) must exceed an image's tokens at ``data_args.max_pixels``."""
+    max_length = getattr(config, "max_length", None)
+    if max_length is None:
+        return
+    image_tokens = data_args.max_pixels // _pixels_per_image_token(model_args.model)
+    if max_length <= image_tokens:
+        raise ValueError(_max_length_message(max_length, image_tokens, "an image", data_args.max_pixels))
+
+
+def check_prompt_fits(processor, row: dict, max_length: int | None, max_pixels: int) -> None:
+    """The prompt of the dataset ``row`` (system and query text, and its image's tokens) must
+    fit in ``max_length``: measured with the processor (cheap: one image), before the model loads."""
+    if max_length is None:
+        return
+    from trl.data_utils import prepare_multimodal_messages
+
+    messages = prepare_multimodal_messages(row["prompt"], images=[row["image"]])
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    needed = len(processor(text=[text], images=[row["image"]])["input_ids"][0])
+    if max_length < needed:
+        raise ValueError(_max_length_message(max_length, needed, "a training prompt (its image included)", max_pixels))

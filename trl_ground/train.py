@@ -13,7 +13,7 @@ from .export import merge_adapters, save_final
 from .lengths import warn_if_too_long
 from .modeling import load_model, load_processor
 from .output_dir import prepare_output_dir
-from .preflight import check_run, looks_like_local_path
+from .preflight import check_prompt_fits, check_run, looks_like_local_path
 from .run_errors import NothingTrainedError, naming_disk_full
 from .trainer import GroundingSFTTrainer
 
@@ -60,6 +60,7 @@ def load_data_and_model(data_args, model_args, config, with_completion: bool = T
             data_args.eval_json, data_args.img_root, data_args, classes, with_completion, check_images=data_args.image_check
         )
     processor = load_processor(model_args.model, data_args.max_pixels, data_args.min_pixels)
+    check_prompt_fits(processor, train_ds[0], getattr(config, "max_length", None), data_args.max_pixels)
     # training cuts examples at max_length without a word: name them first
     warn_if_too_long(train_ds, processor, data_args, getattr(config, "max_length", None), data_args.train_json or data_args.img_root)
     set_seed(config.seed)  # new LoRA weights are random: the same seed gives the same run

@@ -55,11 +55,9 @@ def main(argv: list[str]) -> int:
                     help="with --tile-size: a box goes to a tile holding at least this fraction of its area")
     args = ap.parse_args(argv)
     if args.tokenizer:  # a Hub id offline fails at once, not after minutes of retries
-        from types import SimpleNamespace
+        from ..preflight import check_reachable
 
-        from ..preflight import check_model
-
-        check_model(SimpleNamespace(model=args.tokenizer, adapter=None))
+        check_reachable(args.tokenizer, "tokenizer", "--tokenizer", "tokenizer_config.json")
     from ..data_summary import summarize
 
     print(summarize(args.train_json, args.img_root, args.prompt_mode, args.add_negatives, args.on_bad_record, args.tokenizer,

@@ -1,5 +1,6 @@
-"""What ``trl-ground-sft`` and ``trl-ground-grpo`` share: their ``--help`` (printed before torch
-or TRL is imported), the check of the ``--config`` file, parsing, and the run."""
+"""What ``trl-ground-sft`` and ``trl-ground-grpo`` share: their ``--help``, the check of the
+``--config`` file and of the option names (all three before torch or TRL is imported),
+parsing, and the run."""
 
 from __future__ import annotations
 
@@ -8,16 +9,6 @@ from .common import fail, run_reporting_errors
 __all__ = ["run_trainer_command"]
 
 _PROGS = {"sft": "trl-ground-sft", "grpo": "trl-ground-grpo"}
-
-
-def _config_path(argv: list[str]) -> str | None:
-    """The file after ``--config``; ``ValueError`` when it is missing."""
-    if "--config" not in argv:
-        return None
-    i = argv.index("--config")
-    if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
-        raise ValueError("--config needs a YAML file (e.g. --config configs/demo.yaml)")
-    return argv[i + 1]
 
 
 def run_trainer_command(argv: list[str], kind: str, description: str) -> int:
@@ -40,11 +31,16 @@ def run_trainer_command(argv: list[str], kind: str, description: str) -> int:
         return 0
     if not argv:
         return fail(f"nothing to do: give a config (e.g. {_PROGS[kind]} --config configs/demo.yaml); --help lists the options")
-    path = _config_path(argv)
+    from ..config.argv import check_names, config_path, split_config_flag
+
+    argv = split_config_flag(argv)
+    path = config_path(argv)
+    settings = None
     if path is not None:
         from ..preflight import check_config_file
 
-        check_config_file(path)
+        settings = check_config_file(path)
+    check_names(argv, kind, settings, path)  # before TRL is imported: a typo is reported at once
     from ..config import GroundingGRPOConfig, GroundingSFTConfig, parse_args
 
     config_class = GroundingSFTConfig if kind == "sft" else GroundingGRPOConfig

@@ -16,19 +16,13 @@ from trl import TrlParser
 
 from rewards import ScoringSettings
 
+from .argv import ALIASES, canonical, split_config_flag
 from .data import DataArguments
 from .model import ModelArguments
 from .suggest import unknown_flags_message, unknown_keys_message
 
 __all__ = ["ALIASES", "REFERENCE_DEFAULTS", "GroundingParser", "finalize_args", "parse_args"]
 
-# The reference script's flag names -> this project's fields.
-ALIASES = {
-    "batch_size": "per_device_train_batch_size",
-    "epochs": "num_train_epochs",
-    "lr": "learning_rate",
-    "model_name_or_path": "model",
-}
 # The reference script's training defaults (TRL's differ); learning_rate is resolved by
 # finalize_args once it is known whether LoRA is used.
 REFERENCE_DEFAULTS = {
@@ -42,19 +36,14 @@ REFERENCE_DEFAULTS = {
 LORA_LEARNING_RATE, FULL_LEARNING_RATE = 2e-4, 2e-5
 
 
-def _canonical(key: str) -> str:
-    """``--batch-size`` / ``batch_size`` / ``lora-r`` -> the field name (``per_device_train_batch_size``, ``lora_r``)."""
-    name = key.lstrip("-").replace("-", "_")
-    return ALIASES.get(name, name)
-
-
 def _rewrite_aliases(argv: list[str]) -> list[str]:
-    """Command-line aliases -> field flags (``--lr=3`` too); everything else unchanged."""
+    """Command-line aliases -> field flags (``--lr=3`` too), ``--config=FILE`` -> ``--config FILE``;
+    everything else unchanged."""
     out = []
-    for arg in argv:
+    for arg in split_config_flag(argv):
         flag, eq, value = arg.partition("=")
         if flag.startswith("--") and flag[2:].replace("-", "_") in ALIASES:
-            arg = f"--{_canonical(flag)}{eq}{value}"
+            arg = f"--{canonical(flag)}{eq}{value}"
         out.append(arg)
     return out
 
@@ -70,7 +59,7 @@ class GroundingParser(TrlParser):
 
     def set_defaults_with_config(self, **kwargs) -> list[str]:
         known = {f.name for dtype in self.dataclass_types for f in fields(dtype)}
-        renamed = {_canonical(k) if _canonical(k) in known else k: v for k, v in kwargs.items()}
+        renamed = {canonical(k) if canonical(k) in known else k: v for k, v in kwargs.items()}
         remaining = super().set_defaults_with_config(**renamed)
         if remaining:
             raise ValueError(unknown_keys_message([k[2:] for k in remaining[::2]], known | set(ALIASES)))
