@@ -48,3 +48,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# A short run of the tiny model: 1 sampled answer of at most 8 tokens per prompt.
+QUICK_RUN = ("--samples-per-prompt", "1", "--sample-max-new-tokens", "8", "--logging-steps", "1")
+
+
+def tiny_run_argv(model_dir, data, out, *extra) -> list[str]:
+    """``trl-ground-sft`` arguments: the demo config on ``model_dir`` and ``data`` (the
+    ``synthetic_data`` fixture), writing to ``out``; ``extra`` flags last."""
+    train, test, root = data
+    return ["--config", str(REPO / "configs/demo.yaml"), "--model", str(model_dir), "--build-tiny-model", "false",
+            "--train-json", str(train), "--eval-json", str(test), "--img-root", str(root), "--make-synthetic-data", "0",
+            "--output-dir", str(out), "--overwrite-output-dir", "false", *QUICK_RUN, *extra]
+
+
+@pytest.fixture(scope="session")
+def lora_run(tiny_model_dir, synthetic_data, tmp_path_factory):
+    """A finished 2-step LoRA run of the tiny model, evaluated at its last step: its folder,
+    with ``checkpoint-1``, ``checkpoint-2``, ``final/`` (adapters) and ``final_merged/``."""
+    from trl_ground.cli.sft_ground import main
+
+    out = tmp_path_factory.mktemp("lora_run") / "run"
+    argv = tiny_run_argv(tiny_model_dir, synthetic_data, out, "--use-lora", "true", "--max-steps", "2", "--save-steps", "1",
+                         "--eval-strategy", "steps", "--eval-steps", "2", "--per-device-eval-batch-size", "16")
+    assert main(argv) == 0
+    return out

@@ -92,7 +92,8 @@ def load_for_inference(model_dir: str, adapter: str | None = None, load_in_4bit:
         model = PeftModel.from_pretrained(model, adapter)
     if torch.cuda.is_available() and not load_in_4bit:
         model = model.to("cuda")
-    processor = AutoProcessor.from_pretrained(adapter or model_dir)
+    # a run's final/ and checkpoints hold the processor; other adapter folders may not
+    processor = AutoProcessor.from_pretrained(adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else model_dir)
     processor.tokenizer.padding_side = "left"
     return model.eval(), processor
 

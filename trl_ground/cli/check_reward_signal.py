@@ -17,9 +17,8 @@ import json
 import os
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
-from .common import ArgumentParser, add_prompt_options, command, prompt_words
+from .common import ArgumentParser, add_model_options, add_prompt_options, command, prompt_words
 
 # The table's columns: the report's JSON keys (positives.* are nested), and their widths.
 _COLUMNS = [("temperature", 11), ("variant", 19), ("mean_group_std", 14), ("zero_spread_fraction", 20),
@@ -29,8 +28,7 @@ _COLUMNS = [("temperature", 11), ("variant", 19), ("mean_group_std", 14), ("zero
 
 def parse_args(argv=None):
     ap = ArgumentParser(prog="trl-ground-check-signal", description=__doc__)
-    ap.add_argument("--model", required=True, help="merged/full model directory (the base, with --adapter)")
-    ap.add_argument("--adapter", help="LoRA adapter directory")
+    add_model_options(ap)
     ap.add_argument("--test-json", "--test_json", required=True, help="JSON in the training format")
     ap.add_argument("--img-root", "--img_root", help="image root (default: the JSON's folder)")
     ap.add_argument("--add-negatives", action="store_true", help="also ask about an absent class per image")
@@ -77,8 +75,8 @@ def main(argv: list[str]) -> int:
     from trl_ground.config import DataArguments
     from trl_ground.data import build_examples
     from trl_ground.predict import items_from_examples, load_for_inference
+    from trl_ground.model_source import resolve_model_source
     from trl_ground.records import load_records
-    from trl_ground.preflight import check_model
     from trl_ground.reward_signal import DEFAULT_VARIANTS, conclusion, signal_report
 
     torch.manual_seed(args.seed)
@@ -87,9 +85,9 @@ def main(argv: list[str]) -> int:
     data_args = DataArguments(add_negatives=args.add_negatives, **prompt_words(args))
     rows = build_examples(records, data_args)[: args.limit]
     items, gts = items_from_examples(rows), [r["gt_boxes"] for r in rows]
-    check_model(SimpleNamespace(model=args.model, adapter=args.adapter))
+    source = resolve_model_source(args.model, args.adapter, args.base_model)
     print(f"{len(items)} prompts from {args.test_json}; loading {args.model}", flush=True)
-    model, processor = load_for_inference(args.model, args.adapter)
+    model, processor = load_for_inference(source.base, source.adapter)
     reports = []
     for temperature in args.temperature:
         texts = sample_texts(

@@ -24,6 +24,7 @@ __all__ = [
     "DEBUG_FLAG",
     "USER_ERRORS",
     "ArgumentParser",
+    "add_model_options",
     "add_prompt_options",
     "command",
     "error_line",
@@ -120,6 +121,17 @@ def run_reporting_errors(run, *args) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2 if isinstance(err, OutputError) else 1
     return 0
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--adapter`` and ``--base-model`` of the commands that ask a trained model
+    (resolved by :func:`trl_ground.model_source.resolve_model_source`)."""
+    parser.add_argument("--model", required=True,
+                        help="merged/full model directory or id, or a LoRA run's final/ or checkpoint-N (adapters: "
+                             "loaded on the base their adapter_config.json names)")
+    parser.add_argument("--adapter", help="LoRA adapter directory to load on --model")
+    parser.add_argument("--base-model", "--base_model",
+                        help="with LoRA adapters as --model: the base to load them on (default: the one their adapter_config.json names)")
 
 
 def add_prompt_options(parser: argparse.ArgumentParser) -> None:

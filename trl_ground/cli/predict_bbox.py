@@ -1,7 +1,8 @@
 """Predict boxes with a trained model.
 
     trl-ground-predict --model runs/qlora/final_merged --test-json data/test.json --img-root data --out outputs.json
-    trl-ground-predict --model BASE --adapter runs/qlora/final --root images/ --class ship --out outputs.json
+    trl-ground-predict --model runs/qlora/final --root images/ --class ship --out outputs.json     # adapters: base from adapter_config.json
+    trl-ground-predict --model BASE --adapter runs/qlora/checkpoint-500 --root images/ --class ship --out outputs.json
     python eval/generate_outputs_bbox.py --root images/ --model runs/qlora/final_merged --out outputs.json   # the reference script's usage
 
 ``outputs.json``: one entry per query with the raw ``answer``, ``boxes`` (xyxy in [0, 1]),
@@ -20,8 +21,10 @@ an invalid one is skipped and listed with the reason naming the file, record and
 answer per line) as they come; ``--out`` (a JSON list) is written at the end, or with the
 answers so far when the run fails or is interrupted; then the ``.partial`` file is removed.
 
-A missing ``--model`` / ``--adapter`` directory, or unusable inputs, are one ``error:`` line
-and exit 2, before the model is loaded.
+``--model`` takes a merged or full model, or LoRA adapters (a LoRA run's ``final/`` or
+``checkpoint-N``): those load on the base named in their ``adapter_config.json``, or on
+``--base-model``. A missing ``--model`` / ``--adapter`` directory, a base that cannot be
+found, or unusable inputs, are one ``error:`` line and exit 2, before the model is loaded.
 
 **Large, crowded images** (``--tile SIZE``): each query is asked tile by tile (``SIZE`` px
 every ``SIZE - --overlap`` px, the last tile flush with the edge; ``--tile-with-full`` also
@@ -45,18 +48,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from ..config.data import PROMPT_MODES
-from .common import ArgumentParser, add_prompt_options, command, error_line, fail, prompt_words
+from .common import ArgumentParser, add_model_options, add_prompt_options, command, error_line, fail, prompt_words
 
 __all__ = ["main"]
 
 
 def parse_args(argv=None):
     ap = ArgumentParser(description=__doc__)  # prog: the name it was called by (also eval/generate_outputs_bbox.py)
-    ap.add_argument("--model", required=True, help="merged/full model directory or id (the base, with --adapter)")
-    ap.add_argument("--adapter", help="LoRA adapter directory (final/ of a run)")
+    add_model_options(ap)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--root", help="folder of images to ask about --class / --prompt")
     src.add_argument("--test-json", "--test_json", help="JSON in the training format: the training prompts")
@@ -193,12 +194,12 @@ def _write_errors(out: Path, errors: list[dict]) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from ..model_source import resolve_model_source
     from ..predict import load_for_inference
-    from ..preflight import check_model
 
     out = Path(args.out)
     try:
-        check_model(SimpleNamespace(model=args.model, adapter=args.adapter))
+        source = resolve_model_source(args.model, args.adapter, args.base_model)
         if args.coco_annotations:
             from ..formats.coco import read_coco
 
@@ -210,9 +211,9 @@ def main(argv: list[str]) -> int:
     except (ValueError, OSError) as err:
         return fail(err)
     try:
-        model, processor = load_for_inference(args.model, args.adapter, args.load_in_4bit)
+        model, processor = load_for_inference(source.base, source.adapter, args.load_in_4bit)
     except (ValueError, OSError) as err:  # e.g. a Hub id that does not exist
-        return fail(f"cannot load {args.model}: {error_line(err)}")
+        return fail(f"cannot load {source.base}: {error_line(err)}")
     results = _run(args, model, processor, items, out, errors)
     if not results:
         return fail(f"no answer: every image was skipped (listed in {errors_path(out)})")
