@@ -30,8 +30,8 @@ def build_grpo_trainer(data_args, model_args, scoring, config) -> GRPOTrainer:
     return GRPOTrainer(model=model, reward_funcs=rewards, args=config, train_dataset=train_ds, processing_class=processor)
 
 
-def run_grpo(data_args, model_args, scoring, config) -> GRPOTrainer:
+def run_grpo(data_args, model_args, scoring, config, command_line: list[str] | None = None) -> GRPOTrainer:
     """Train with GRPO, then write ``final/`` and (with LoRA) ``final_merged/``."""
     from .train import run_training
 
-    return run_training(data_args, model_args, scoring, config, build_grpo_trainer)
+    return run_training(data_args, model_args, scoring, config, build_grpo_trainer, command_line)

@@ -10,6 +10,7 @@ from transformers import set_seed
 from .collator import GroundingCollator
 from .data import build_dataset
 from .export import merge_adapters, save_final
+from .interrupt import Interrupted, stop_on_interrupt
 from .lengths import warn_if_too_long
 from .modeling import load_model, load_processor
 from .output_dir import prepare_output_dir
@@ -82,29 +83,34 @@ def build_trainer(data_args, model_args, scoring, config) -> GroundingSFTTrainer
     )
 
 
-def run_sft(data_args, model_args, scoring, config) -> GroundingSFTTrainer:
+def run_sft(data_args, model_args, scoring, config, command_line: list[str] | None = None) -> GroundingSFTTrainer:
     """The main job: train the hybrid loss, then write ``final/`` and ``final_merged/``."""
-    return run_training(data_args, model_args, scoring, config, build_trainer)
+    return run_training(data_args, model_args, scoring, config, build_trainer, command_line)
 
 
-def run_training(data_args, model_args, scoring, config, build):
+def run_training(data_args, model_args, scoring, config, build, command_line: list[str] | None = None):
     """Build a trainer with ``build(data_args, model_args, scoring, config)``, train, then
     write ``final/`` and (with LoRA) ``final_merged/`` under ``output_dir``.
 
     Before anything loads, :func:`trl_ground.output_dir.prepare_output_dir` checks the output
     directory (and resolves ``resume_from_checkpoint=True`` to the latest checkpoint).
+    ``command_line`` (the program and its arguments) is what the Ctrl-C line offers to resume with.
 
     Raises:
         trl_ground.run_errors.OutputError: the output directory or checkpoint cannot be used.
         trl_ground.run_errors.NoSpaceError: the disk filled up during a save (naming the file).
         trl_ground.run_errors.NothingTrainedError: the run trained 0 steps (no ``final/``).
+        trl_ground.interrupt.Interrupted: Ctrl-C stopped it after a checkpoint (no ``final/``).
     """
     ensure_demo_assets(data_args, model_args)
     check_run(data_args, model_args, config)  # files, model, GPU: before anything loads
     prepare_output_dir(config, model_args)  # writable, room for a checkpoint, no mixing of runs
     trainer = build(data_args, model_args, scoring, config)
     with naming_disk_full(config.output_dir):
-        trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+        with stop_on_interrupt(trainer) as stop:
+            trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+        if stop.stopped_at is not None:
+            raise Interrupted(stop.message(config.output_dir, command_line))
         finish_run(trainer, model_args, config.output_dir)
     return trainer
 

@@ -100,18 +100,23 @@ def show_warnings() -> None:
         log.setLevel(logging.WARNING)
 
 
-def run_reporting_errors(run, *args) -> int:
-    """``run(*args)``, returning the exit status: 0; 2 when the output directory or the
+def run_reporting_errors(run, *args, **kwargs) -> int:
+    """``run(*args, **kwargs)``, returning the exit status: 0; 2 when the output directory or the
     checkpoint to resume from cannot be used (found before the model loads); 1 for a disk
-    that filled up during a save or a file that cannot be read. Those failures are one
+    that filled up during a save or a file that cannot be read; 130 when Ctrl-C stopped the
+    run after a checkpoint (its line says how to resume). Those failures are one
     ``error: ...`` line (:func:`trl_ground.run_errors.describe`), unless ``--debug`` was given
     (:func:`command` then sets ``TRL_GROUND_DEBUG``); any other error keeps its traceback.
     The library's warnings are ``warning: ...`` lines (:func:`show_warnings`)."""
+    from trl_ground.interrupt import EXIT_INTERRUPTED, Interrupted
     from trl_ground.run_errors import OutputError, describe
 
     show_warnings()
     try:
-        run(*args)
+        run(*args, **kwargs)
+    except Interrupted as stopped:
+        print(stopped, file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except Exception as err:
         message = describe(err)
         if message is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
@@ -188,8 +193,8 @@ def debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
 def command(main):
     """Wrap ``main(argv: list[str]) -> int`` as an entry point ``main(argv=None) -> int``:
     ``argv`` defaults to ``sys.argv[1:]``, ``--debug`` is taken out, warnings become lines,
-    and a ``ValueError`` / ``OSError`` becomes one ``error:`` line and exit status 2 (with
-    ``--debug``: the exception and its traceback)."""
+    a ``ValueError`` / ``OSError`` becomes one ``error:`` line and exit status 2, Ctrl-C one
+    ``interrupted`` line and exit status 130 (with ``--debug``: the exception and its traceback)."""
 
     @functools.wraps(main)
     def entry_point(argv=None) -> int:
@@ -205,6 +210,13 @@ def command(main):
             if debug:
                 raise
             return fail(err)
+        except KeyboardInterrupt as err:  # Ctrl-C (training's first Ctrl-C saves a checkpoint instead)
+            if debug:
+                raise
+            if sys.stderr.isatty():
+                print(file=sys.stderr)
+            print(f"interrupted: {err}" if str(err) else "interrupted", file=sys.stderr, flush=True)
+            return 130
         finally:
             if previous is None:
                 os.environ.pop(DEBUG_ENV, None)

@@ -49,7 +49,7 @@ def run_trainer_command(argv: list[str], kind: str, description: str) -> int:
         from ..train import run_sft as run
     else:
         from ..grpo import run_grpo as run
-    return run_reporting_errors(run, data_args, model_args, scoring, config)
+    return run_reporting_errors(run, data_args, model_args, scoring, config, command_line=[_PROGS[kind], *argv])
 
 
 def _full_parser(kind: str):
