@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .resume_check import check_resume_setup
 from .run_errors import OutputError, verify_checkpoint
 
 __all__ = ["OutputSizes", "estimate_output_sizes", "prepare_output_dir", "previous_run_outputs", "resolve_resume"]
@@ -186,7 +187,8 @@ def prepare_output_dir(config, model_args) -> None:
 
     - ``config.resume_from_checkpoint``: ``True`` becomes the latest ``checkpoint-N`` of
       ``output_dir``; the checkpoint must exist and its files be whole
-      (:func:`trl_ground.run_errors.verify_checkpoint`).
+      (:func:`trl_ground.run_errors.verify_checkpoint`), and come from this run's setup
+      (LoRA or full, LoRA's settings, the architecture: :mod:`trl_ground.resume_check`).
     - A directory holding another run's ``checkpoint-N``, ``final/`` or ``final_merged/`` is
       refused, unless resuming (which wins over ``overwrite_output_dir``, as in Hugging
       Face's scripts), or with ``config.overwrite_output_dir``: then those (and the old
@@ -203,6 +205,7 @@ def prepare_output_dir(config, model_args) -> None:
         config.resume_from_checkpoint = resolve_resume(resume, out)
         if config.process_index == 0:  # reads every file of the checkpoint: once, not once per GPU
             verify_checkpoint(config.resume_from_checkpoint)
+        check_resume_setup(config.resume_from_checkpoint, model_args)
     old = previous_run_outputs(out)
     if old and not resume and not config.overwrite_output_dir:
         raise OutputError(
