@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["draw_boxes", "plot_training"]
+__all__ = ["answer_note", "draw_boxes", "line_width", "plot_training"]
 
 GT_COLOUR = (40, 200, 60)
 PRED_COLOUR = (230, 40, 40)
@@ -24,7 +24,8 @@ def _font(size: int):
 
 
 def _dashed_rectangle(draw, xy, colour, width: int, dash: int = 8) -> None:
-    """A rectangle outline of ``dash``-pixel dashes: what lies under it stays visible in the gaps."""
+    """A rectangle outline of ``dash``-pixel dashes (centred on ``xy``'s edges): what lies
+    under it stays visible in the gaps."""
     x1, y1, x2, y2 = xy
     for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
         length = max(abs(bx - ax), abs(by - ay))
@@ -34,6 +35,40 @@ def _dashed_rectangle(draw, xy, colour, width: int, dash: int = 8) -> None:
             draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)], fill=colour, width=width)
 
 
+def _grown(xy, by: float) -> list[float]:
+    x1, y1, x2, y2 = xy
+    return [x1 - by, y1 - by, x2 + by, y2 + by]
+
+
+def line_width(width: int, height: int) -> int:
+    """Outline width in pixels for a picture of ``width`` x ``height``: 2 px up to ~800 px,
+    then growing with the longer side (3 px at 1024, 6 at 2048), so that outlines stay
+    visible without hiding small objects."""
+    return max(2, round(max(width, height) / 340))
+
+
+def answer_note(n_boxes: int, valid_json: bool = True, truncated: bool = False, num_tokens: int | None = None) -> str | None:
+    """What a picture says about an answer besides its boxes: a truncated or unparseable
+    answer is marked as such (its missing boxes were never written, not predicted absent);
+    an empty, well-formed answer is "no boxes predicted"; None for an answer with boxes."""
+    if truncated:
+        limit = f" ({num_tokens} tokens)" if num_tokens else ""
+        recovered = f"{n_boxes} complete box{'es' if n_boxes != 1 else ''} recovered" if n_boxes else "no complete box"
+        return f"answer cut at the token limit{limit}: {recovered}"
+    if not valid_json:
+        return f"answer not valid JSON: {n_boxes} box{'es' if n_boxes != 1 else ''} recovered" if n_boxes else "answer not parseable: no box"
+    return None if n_boxes else "no boxes predicted"
+
+
+def _tag_corner(draw, xy, margin: float, text: str, font, top: int) -> tuple[float, float]:
+    """Where a box's tag goes: above its outline (``margin`` outside the box), or below it
+    when there is no room above (under ``top``, the legend band); never over the box."""
+    left, t, right, bottom = draw.textbbox((0, 0), text, font=font)
+    x = xy[0] - margin
+    y = xy[1] - margin - (bottom - t) - 3
+    return (x, y) if y >= top else (x, xy[3] + margin + 3)
+
+
 def _label(draw, xy, text: str, colour, font) -> None:
     """``text`` on a filled box of ``colour`` with its top-left corner at ``xy``."""
     left, top, right, bottom = draw.textbbox(xy, text, font=font)
@@ -41,13 +76,15 @@ def _label(draw, xy, text: str, colour, font) -> None:
     draw.text(xy, text, fill=_TEXT, font=font)
 
 
-def draw_boxes(image_path, out_path, pred=(), scores=(), gt=(), label: str | None = None) -> Path:
+def draw_boxes(image_path, out_path, pred=(), scores=(), gt=(), label: str | None = None, note: str | None = None) -> Path:
     """Draw ground truth and predictions on an image, with a legend above it.
 
-    Ground truth: solid green outlines, drawn first and wider. Predictions: dashed red
-    outlines on top, narrower, so that a ground-truth box a prediction matches stays visible;
-    each with its confidence on a red tag. An answer with no box gets a red "no boxes
-    predicted" mark.
+    Outlines go around the boxes, never over them, so that small objects stay visible, and
+    their width follows the picture's size (:func:`line_width`). Ground truth: solid green,
+    just outside its box. Predictions: dashed red, outside that (a prediction that matches a
+    ground-truth box frames its outline), each with its confidence on a red tag above it. ``note``
+    (see :func:`answer_note`: a truncated or unparseable answer) is written in red under the
+    legend; without one, an answer with no box gets "no boxes predicted".
 
     Args:
         image_path: the image.
@@ -56,6 +93,7 @@ def draw_boxes(image_path, out_path, pred=(), scores=(), gt=(), label: str | Non
         scores: ``(N,)`` confidences in [0, 1] (may be shorter than ``pred``).
         gt: ``(M, 4)`` ground-truth boxes, xyxy in [0, 1].
         label: the queried class (shown in the legend).
+        note: what to say about the answer (default: "no boxes predicted" when ``pred`` is empty).
     Returns:
         ``out_path`` as a ``Path``.
     """
@@ -73,14 +111,17 @@ def draw_boxes(image_path, out_path, pred=(), scores=(), gt=(), label: str | Non
     canvas = Image.new("RGB", (w, h + band), _BAND)
     canvas.paste(img, (0, band))
     draw = ImageDraw.Draw(canvas)
-    line = max(2, w // 170)
-    for box in gt:
-        draw.rectangle([box[0] * w, band + box[1] * h, box[2] * w, band + box[3] * h], outline=GT_COLOUR, width=2 * line)
-    for i, box in enumerate(pred):
-        xy = [box[0] * w, band + box[1] * h, box[2] * w, band + box[3] * h]
-        _dashed_rectangle(draw, xy, PRED_COLOUR, line)
+    line = line_width(w, h)
+
+    def pixels(box):
+        return [box[0] * w, band + box[1] * h, box[2] * w, band + box[3] * h]
+
+    for box in gt:  # PIL draws a rectangle's width inwards: grown by it, the outline lies just outside the box
+        draw.rectangle(_grown(pixels(box), line), outline=GT_COLOUR, width=line)
+    for box in pred:
+        _dashed_rectangle(draw, _grown(pixels(box), 1.5 * line), PRED_COLOUR, line)
     for i, box in enumerate(pred[: len(scores)]):  # tags last, so that no outline covers them
-        _label(draw, (box[0] * w + 2, band + box[1] * h + 2), f"{scores[i]:.2f}", PRED_COLOUR, font)
+        _label(draw, _tag_corner(draw, pixels(box), 2.5 * line, f"{scores[i]:.2f}", font, band), f"{scores[i]:.2f}", PRED_COLOUR, font)
     x = 6
     for text, colour in ((f"query: {label}" if label else "", None), (f"ground truth ({len(gt)})", GT_COLOUR),
                          (f"prediction ({len(pred)})", PRED_COLOUR)):
@@ -93,8 +134,10 @@ def draw_boxes(image_path, out_path, pred=(), scores=(), gt=(), label: str | Non
             x += 20
             draw.text((x, 6), text, fill=colour, font=font)
         x = draw.textbbox((x, 6), text, font=font)[2] + 16
-    if not len(pred):
-        _label(draw, (8, band + h - band + 2), "no boxes predicted", PRED_COLOUR, font)
+    if note is None and not len(pred):
+        note = "no boxes predicted"
+    if note:
+        _label(draw, (8, band + h - band + 2), note, PRED_COLOUR, font)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)

@@ -62,7 +62,7 @@ def _draw(args) -> None:
     from ..images import IMAGE_ERRORS
     from ..predictions import read_predictions
     from ..records import load_records
-    from ..viz import draw_boxes
+    from ..viz import answer_note, draw_boxes
 
     root = Path(args.img_root or Path(args.gt).parent)
     records, _ = load_records(args.gt, root, require_images=False)
@@ -76,7 +76,8 @@ def _draw(args) -> None:
         cls = re.sub(r"[^\w.-]+", "_", p.cls)
         name = f"{p.index:05d}_{Path(p.image).stem}_{cls}.png"
         try:
-            draw_boxes(rec.image_path, Path(args.viz) / name, p.boxes, p.scores, rec.boxes_of(p.cls), p.cls)
+            note = answer_note(len(p.boxes), p.valid_json, p.truncated, p.num_tokens)
+            draw_boxes(rec.image_path, Path(args.viz) / name, p.boxes, p.scores, rec.boxes_of(p.cls), p.cls, note)
         except IMAGE_ERRORS as err:
             print(f"warning: cannot draw {rec.image_path}: {err}", file=sys.stderr)
     print(f"pictures -> {args.viz}")

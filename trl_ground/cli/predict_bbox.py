@@ -235,7 +235,7 @@ def main(argv: list[str]) -> int:
 
 def _draw(args, results, truth, items) -> None:
     from ..images import IMAGE_ERRORS
-    from ..viz import draw_boxes
+    from ..viz import answer_note, draw_boxes
 
     by_path_query = {(it.image_path, it.query): i for i, it in enumerate(items)}
     from tqdm.auto import tqdm
@@ -244,7 +244,8 @@ def _draw(args, results, truth, items) -> None:
         i = by_path_query.get((r["image_path"], r["query"]))
         name = f"{n:05d}_{Path(r['image_path']).stem}.png"
         try:
-            draw_boxes(r["image_path"], Path(args.viz) / name, r["boxes"], r["scores"], truth.get(i, []), r["class"])
+            note = answer_note(len(r["boxes"]), r["valid_json"], r["truncated"], r["num_tokens"])
+            draw_boxes(r["image_path"], Path(args.viz) / name, r["boxes"], r["scores"], truth.get(i, []), r["class"], note)
         except IMAGE_ERRORS as err:
             print(f"warning: cannot draw {r['image_path']}: {err}", file=sys.stderr)
     print(f"pictures -> {args.viz}")
