@@ -129,8 +129,9 @@ def save_final(trainer, processor, output_dir) -> Path:
     return target
 
 
-def merge_adapters(base_model: str, adapter_dir, out_dir, dtype=torch.bfloat16) -> Path:
-    """Merge LoRA adapters into a freshly loaded 16-bit base and save it with the processor.
+def merge_adapters(base_model: str, adapter_dir, out_dir, dtype=torch.bfloat16, write_card=None) -> Path:
+    """Merge LoRA adapters into a freshly loaded 16-bit base and save it with the processor
+    (and, with ``write_card(folder)``, its model card: e.g. the trainer's ``write_model_card``).
 
     The base is always reloaded in ``dtype`` (never merged into 4-bit weights, which would
     round the update away). Runs on the CPU so it fits beside a training job.
@@ -143,4 +144,6 @@ def merge_adapters(base_model: str, adapter_dir, out_dir, dtype=torch.bfloat16) 
     with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(str(tmp))
         AutoProcessor.from_pretrained(str(adapter_dir)).save_pretrained(str(tmp))
+        if write_card is not None:
+            write_card(tmp)
     return Path(out_dir)

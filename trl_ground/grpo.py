@@ -12,7 +12,13 @@ from trl import GRPOTrainer
 from rewards import ScoringSettings
 from rewards.grpo import GroundingReward, get_reward
 
-__all__ = ["build_grpo_trainer", "build_rewards", "run_grpo"]
+from .model_card import ModelCardMixin
+
+__all__ = ["GroundingGRPOTrainer", "build_grpo_trainer", "build_rewards", "run_grpo"]
+
+
+class GroundingGRPOTrainer(ModelCardMixin, GRPOTrainer):
+    """TRL's ``GRPOTrainer`` writing the project's model cards (:mod:`trl_ground.model_card`)."""
 
 
 def build_rewards(names: list[str], scoring: ScoringSettings) -> list[GroundingReward]:
@@ -20,14 +26,14 @@ def build_rewards(names: list[str], scoring: ScoringSettings) -> list[GroundingR
     return [get_reward(name, scoring) for name in names]
 
 
-def build_grpo_trainer(data_args, model_args, scoring, config) -> GRPOTrainer:
+def build_grpo_trainer(data_args, model_args, scoring, config) -> GroundingGRPOTrainer:
     """Datasets (prompts with ``gt_boxes`` / ``class``, no target answers), model (optionally
     from an SFT adapter: ``model_args.adapter``), processor and TRL's ``GRPOTrainer``."""
     from .train import load_data_and_model
 
     train_ds, _, processor, model = load_data_and_model(data_args, model_args, config, with_completion=False)
     rewards = build_rewards(config.rewards, scoring)
-    return GRPOTrainer(model=model, reward_funcs=rewards, args=config, train_dataset=train_ds, processing_class=processor)
+    return GroundingGRPOTrainer(model=model, reward_funcs=rewards, args=config, train_dataset=train_ds, processing_class=processor)
 
 
 def run_grpo(data_args, model_args, scoring, config, command_line: list[str] | None = None) -> GRPOTrainer:

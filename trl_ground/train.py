@@ -12,6 +12,7 @@ from .data import build_dataset
 from .export import merge_adapters, save_final
 from .interrupt import Interrupted, stop_on_interrupt
 from .lengths import warn_if_too_long
+from .model_card import run_info
 from .modeling import load_model, load_processor
 from .output_dir import prepare_output_dir
 from .preflight import check_prompt_fits, check_run, looks_like_local_path
@@ -106,6 +107,7 @@ def run_training(data_args, model_args, scoring, config, build, command_line: li
     check_run(data_args, model_args, config)  # files, model, GPU: before anything loads
     prepare_output_dir(config, model_args)  # writable, room for a checkpoint, no mixing of runs
     trainer = build(data_args, model_args, scoring, config)
+    trainer.run_info = run_info(data_args, model_args, config, command_line, type(trainer).__name__)  # for the model cards
     with naming_disk_full(config.output_dir):
         with stop_on_interrupt(trainer) as stop:
             trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
@@ -127,7 +129,9 @@ def finish_run(trainer, model_args, output_dir) -> None:
     trainer.save_state()  # trainer_state.json (the log history) in output_dir
     final = save_final(trainer, trainer.processing_class, output_dir)
     if model_args.use_lora and trainer.accelerator.is_main_process:
-        merged = merge_adapters(model_args.model, final, Path(output_dir) / "final_merged")
+        merged = merge_adapters(model_args.model, final, Path(output_dir) / "final_merged", write_card=getattr(trainer, "write_model_card", None))
         print(f"merged 16-bit model: {merged}", flush=True)
+    if hasattr(trainer, "write_model_card"):
+        trainer.write_model_card(output_dir)  # the run's card, now that final/ is there
     trainer.accelerator.wait_for_everyone()
     print(f"adapters / model: {final}", flush=True)

@@ -50,6 +50,7 @@ from .credit import token_advantages
 from .export import CheckpointStaging
 from .fused_pass import answer_logprobs, fused_sft_and_answers, spatial_merge_size_of
 from .generation import sample_answers
+from .model_card import ModelCardMixin
 from .policy_gradient import (
     PromptTypeBaselines,
     RunningBaseline,
@@ -94,7 +95,7 @@ def _weights_dtype(model) -> torch.dtype:
     return base.get_input_embeddings().weight.dtype
 
 
-class GroundingSFTTrainer(SFTTrainer):
+class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
     """``SFTTrainer`` whose loss adds grounding terms measured on the model's own answers.
 
     Args:
