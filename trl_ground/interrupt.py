@@ -15,6 +15,7 @@ the flag at each step end), so that they save and stop together.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import signal
 import sys
@@ -95,9 +96,9 @@ class GracefulStop(TrainerCallback):
 
 
 def _latest_checkpoint(output_dir) -> str:
-    out = Path(output_dir)
-    steps = [(int(p.name.split("-")[1]), p) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit()] if out.is_dir() else []
-    return str(max(steps)[1]) if steps else "none"
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return (get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None) or "none"
 
 
 @contextlib.contextmanager
@@ -111,7 +112,11 @@ def stop_on_interrupt(trainer):
         yield stop
         return
 
+    owner = os.getpid()
+
     def handle(signum, frame):
+        if os.getpid() != owner:  # a forked data-loader worker: the main process decides
+            return
         if stop.requested:
             latest = _latest_checkpoint(trainer.args.output_dir)
             raise KeyboardInterrupt(f"stopped at once by a second Ctrl-C, without a checkpoint of this step (the latest: {latest})")

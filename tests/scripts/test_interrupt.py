@@ -13,14 +13,14 @@ from trl_ground.interrupt import resume_command
 from ..conftest import REPO, tiny_run_argv
 
 
-def start_training(tiny_model_dir, synthetic_data, out, log):
+def start_training(tiny_model_dir, synthetic_data, out, log, *extra):
     """``trl-ground-sft`` on the tiny model in a child process (stderr into ``log``), returned
     once its training loop runs."""
     argv = tiny_run_argv(tiny_model_dir, synthetic_data, out, "--max-steps", "1000", "--save-steps", "1000", "--eval-strategy", "no",
-                         "--batch-size", "1")
+                         "--batch-size", "1", *extra)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-m", "trl_ground.cli.sft_ground", *argv], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
+                               stdout=subprocess.DEVNULL, stderr=log.open("w"), start_new_session=True)
     deadline = time.monotonic() + 240
     while "/1000 [" not in log.read_text(errors="replace"):  # the training progress bar has started
         assert process.poll() is None, log.read_text()
@@ -29,13 +29,20 @@ def start_training(tiny_model_dir, synthetic_data, out, log):
     return process, argv
 
 
+def ctrl_c(process):
+    """What a terminal's Ctrl-C does: SIGINT to every process of the group (workers included)."""
+    os.killpg(os.getpgid(process.pid), signal.SIGINT)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_model_dir, synthetic_data, tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
-    process, argv = start_training(tiny_model_dir, synthetic_data, out, log)
-    process.send_signal(signal.SIGINT)
+    # a data-loader worker (a forked process, which the terminal's Ctrl-C reaches too) must not answer it
+    process, argv = start_training(tiny_model_dir, synthetic_data, out, log, "--dataloader-num-workers", "1")
+    ctrl_c(process)
     assert process.wait(timeout=240) == 130
     err = log.read_text()
     assert "Traceback" not in err and "error" not in err, err
+    assert err.count("Ctrl-C: stopping after this step with a checkpoint") == 1, err
     lines = [line for line in err.splitlines() if line.startswith("interrupted at step")]
     assert len(lines) == 1, err
     step = int(lines[0].split()[3].rstrip(":"))
@@ -49,9 +56,9 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_model_dir,
 def test_a_second_ctrl_c_stops_at_once(tiny_model_dir, synthetic_data, tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
     process, _ = start_training(tiny_model_dir, synthetic_data, out, log)
-    process.send_signal(signal.SIGINT)
+    ctrl_c(process)
     time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
+    ctrl_c(process)
     assert process.wait(timeout=120) == 130
     err = log.read_text()
     assert "Traceback" not in err, err
