@@ -61,9 +61,10 @@ def _lora_differences(saved: dict, model_args) -> list[str]:
 
         numbers = [(key, getattr(model_args, field)) for key, field in _LORA_NUMBERS]
         wanted_targets = lora_target_modules(model_args)
-    diffs = [f"{field} {saved.get(key)} in the checkpoint, {value} here"
-             for (key, value), (_, field) in zip(numbers, _LORA_NUMBERS) if saved.get(key) != value]
-    if saved.get("target_modules") != wanted_targets:
+    # a key the checkpoint's adapter_config.json lacks is not known to differ
+    diffs = [f"{field} {saved[key]} in the checkpoint, {value} here"
+             for (key, value), (_, field) in zip(numbers, _LORA_NUMBERS) if key in saved and saved[key] != value]
+    if "target_modules" in saved and saved["target_modules"] != wanted_targets:
         switches = _switches_of(saved.get("target_modules"), model_args)
         if switches is None or model_args.adapter:
             diffs.append(f"LoRA target_modules {saved.get('target_modules')!r} in the checkpoint, {wanted_targets!r} here")

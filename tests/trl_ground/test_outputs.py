@@ -188,7 +188,9 @@ def test_resume_true_finds_the_latest_checkpoint(tmp_path):
         fake_checkpoint(out / f"checkpoint-{step}", step)
     (out / "checkpoint-99.txt").write_text("not a checkpoint")
     assert resolve_resume(True, out) == str(out / "checkpoint-10")  # by number, not by name
-    model_args, config = config_for(out, "--model", "missing/model-id-offline", "--resume-from-checkpoint", "latest")
+    # the fake checkpoints hold LoRA adapters of rank 8: resumed with that setup
+    model_args, config = config_for(out, "--model", "missing/model-id-offline", "--resume-from-checkpoint", "latest",
+                                    "--use-lora", "true", "--no-load-in-4bit", "--lora-r", "8")
     prepare_output_dir(config, model_args)  # resuming into a directory with checkpoints is the point
     assert config.resume_from_checkpoint == str(out / "checkpoint-10")
     with pytest.raises(OutputError, match=r"no checkpoint to resume from in .*empty"):
