@@ -55,9 +55,12 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_model_dir,
 
 def test_a_second_ctrl_c_stops_at_once(tiny_model_dir, synthetic_data, tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
-    process, _ = start_training(tiny_model_dir, synthetic_data, out, log)
+    # steps of 1,500 sampled tokens (seconds): the second Ctrl-C falls inside the step the first one waits for
+    process, _ = start_training(tiny_model_dir, synthetic_data, out, log, "--sample-max-new-tokens", "1500", "--sample-min-new-tokens", "1500")
     ctrl_c(process)
-    time.sleep(0.1)
+    while "Ctrl-C: stopping" not in log.read_text(errors="replace"):  # the first one has been taken
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.05)
     ctrl_c(process)
     assert process.wait(timeout=120) == 130
     err = log.read_text()
