@@ -244,7 +244,7 @@ def _draw(args, results, truth, items) -> None:
         i = by_path_query.get((r["image_path"], r["query"]))
         name = f"{n:05d}_{Path(r['image_path']).stem}.png"
         try:
-            note = answer_note(len(r["boxes"]), r["valid_json"], r["truncated"], r["num_tokens"])
+            note = answer_note(len(r["boxes"]), r.get("valid_json", True), r.get("truncated", False), r.get("num_tokens"))
             draw_boxes(r["image_path"], Path(args.viz) / name, r["boxes"], r["scores"], truth.get(i, []), r["class"], note)
         except IMAGE_ERRORS as err:
             print(f"warning: cannot draw {r['image_path']}: {err}", file=sys.stderr)
