@@ -22,6 +22,7 @@ import numpy as np
 from .config.trainer_fields import TRAINER_FIELDS
 from .data import smart_resize
 from .images import IMAGE_ERRORS, image_size
+from .preflight import MERGE_SIZE, PATCH_SIZE  # the processor's own values are used when it has them
 
 __all__ = ["DEFAULT_MAX_LENGTH", "counting_processor", "example_lengths", "image_tokens", "too_long_message", "warn_if_too_long"]
 
@@ -29,8 +30,6 @@ logger = logging.getLogger(__name__)
 
 # training's default max_length (the SFT config's, from the generated table: no TRL import)
 DEFAULT_MAX_LENGTH = int(TRAINER_FIELDS["sft"]["fields"]["max_length"][1])
-# Qwen3-VL's vision patch and merge (the processor's own values are used when it has them).
-PATCH_SIZE, MERGE_SIZE = 16, 2
 _NAMED = 5
 
 

@@ -48,6 +48,8 @@ __all__ = [
 
 # How long the Hub may take to accept a connection before it counts as unreachable.
 HUB_TIMEOUT_S = 1.5
+# Qwen3-VL's vision patch and merge, for a model whose processor files are not at hand
+PATCH_SIZE, MERGE_SIZE = 16, 2
 
 
 def check_run(data_args, model_args, config) -> None:
@@ -272,12 +274,12 @@ def _pixels_per_image_token(model: str) -> int:
             found = found.get("image_processor", found)
             if "patch_size" in found and "merge_size" in found:
                 return (int(found["patch_size"]) * int(found["merge_size"])) ** 2
-    return (16 * 2) ** 2
+    return (PATCH_SIZE * MERGE_SIZE) ** 2
 
 
 def _max_length_message(max_length: int, needed: int, what: str, max_pixels: int) -> str:
     return (f"max_length {max_length} is below the {needed} tokens of {what} (max_pixels {max_pixels}): "
-            "TRL cuts every example there, through its prompt; raise --max-length (e.g. {max(2048, needed + 512)}) or lower --max-pixels")
+            f"TRL cuts every example there, through its prompt; raise --max-length (e.g. {max(2048, needed + 512)}) or lower --max-pixels")
 
 
 def check_max_length(data_args, model_args, config) -> None:

@@ -78,10 +78,11 @@ def sampling_autocast(args, device, model=None):
     never be reused by the training forward.
 
     A model whose weights are fp32 (full fine-tuning's master weights, ``model`` given)
-    samples in fp32: under bf16 autocast the CUDA-graph decode of the learning benchmark's
-    trained fp32 model gave NaN logits at 256 rows (not seen on the CPU or on the tiny
-    test model; cause not established), and the fp32 path is the one tested against
-    ``generate``."""
+    samples in fp32: under bf16 autocast, sampling the learning benchmark's trained fp32
+    model inside ``Trainer.train()`` gave NaN logits at the first sampling step on an H200,
+    while the same sampler and model under the same autocast outside the training step did
+    not (cause not established; ``benchmarks/device/diagnose_autocast_nan.py`` reproduces
+    it). The fp32 path is the one tested against ``generate``."""
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
     if dtype is None or device.type != "cuda" or (model is not None and _weights_dtype(model) == torch.float32):
         return contextlib.nullcontext()

@@ -76,7 +76,7 @@ def test_max_length_below_the_image_tokens(capsys, synthetic_data, tiny_model_di
            "--output-dir", str(tmp_path / "run"), "--make-synthetic-data", "0", "--eval-strategy", "no"]
     # 16384 pixels / (16 x 2)^2 = 16 image tokens: found from the numbers alone
     one_line_error(capsys, sft_main, [*own, "--max-length", "12"], "max_length 12 is below the 16 tokens of an image",
-                   "--max-length", "--max-pixels")
+                   "raise --max-length (e.g. 2048)", "--max-pixels")
     # above the image, below the whole prompt: measured with the processor, before the model loads
     one_line_error(capsys, sft_main, [*own, "--max-length", "40"], "max_length 40 is below the", "tokens of a training prompt")
 
