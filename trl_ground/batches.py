@@ -16,7 +16,16 @@ import torch
 
 from .mrope import mrope_position_ids
 
-__all__ = ["PromptBatch", "Samples", "answer_inputs", "concat_sft_and_samples", "prompts_from_sft_batch", "sft_prompt_lengths", "with_positions"]
+__all__ = [
+    "PromptBatch",
+    "Samples",
+    "answer_inputs",
+    "concat_sft_and_samples",
+    "prompts_from_sft_batch",
+    "sft_answer_ids",
+    "sft_prompt_lengths",
+    "with_positions",
+]
 
 
 def with_positions(inputs: dict, spatial_merge_size: int | None) -> dict:
@@ -82,6 +91,13 @@ def sft_prompt_lengths(batch: dict) -> torch.Tensor:
     labels -100 up to the answer): the index of its first label, its length without one."""
     is_answer = batch["labels"] != -100
     return torch.where(is_answer.any(dim=1), is_answer.int().argmax(dim=1), batch["attention_mask"].sum(dim=1))
+
+
+def sft_answer_ids(batch: dict) -> list[list[int]]:
+    """The target answer of each row of TRL's SFT batch: its labelled token ids (the answer and
+    its closing ``<|im_end|>``), ``B`` lists (the drafts of the speculative sampler)."""
+    labels = batch["labels"].tolist()
+    return [[t for t in row if t != -100] for row in labels]
 
 
 def prompts_from_sft_batch(batch: dict, pad_token_id: int) -> PromptBatch:

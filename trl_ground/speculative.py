@@ -29,15 +29,15 @@ steps on models that write the format; a graph-captured verify step is future wo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .batches import PromptBatch, Samples
-from .generation import completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
-from .static_sampler import _base_model, _cache_kwarg, prefill, processed_scores
+from .decoding import SamplerBase, TokenRule, base_model, cache_kwarg, prefill
 
-__all__ = ["SpeculativeStats", "lookup_drafts", "speculative_accept", "speculative_sample"]
+__all__ = ["SpeculativeSampler", "SpeculativeStats", "lookup_drafts", "speculative_accept", "speculative_sample"]
 
 
 @dataclass
@@ -123,19 +123,11 @@ def lookup_drafts(generated: list[list[int]], targets: list[list[int]], block: i
     return torch.tensor(out, dtype=torch.long)
 
 
-def _processed_probs(logits, suppress, eos_t, no_end, temperature, do_sample):
-    """The distributions the static sampler draws from, for ``logits (R, q, V)``
-    (:func:`~trl_ground.static_sampler.processed_scores`; end tokens banned where ``no_end (R, q)``)."""
-    scores = processed_scores(logits, suppress, eos_t, no_end)
-    return torch.softmax(scores / (temperature if do_sample else 1.0), dim=-1)
-
-
-@torch.no_grad()
 def speculative_sample(
     model,
     prompts: PromptBatch,
     tokenizer,
-    targets: list[list[int]],
+    targets: Sequence[Sequence[int]],
     k: int = 1,
     temperature: float = 1.0,
     max_new_tokens: int = 256,
@@ -144,41 +136,55 @@ def speculative_sample(
     block: int = 4,
     match: int = 2,
 ) -> tuple[Samples, SpeculativeStats]:
-    """Sample ``k`` answers per prompt (the contract of
-    :func:`trl_ground.generation.sample_answers`), drafting from ``targets`` (the target
-    answer's token ids per prompt, end token included or not).
+    """:meth:`SpeculativeSampler.sample` as a function: the samples and what the decoding did."""
+    sampler = SpeculativeSampler(block, match)
+    samples = sampler.sample(model, prompts, tokenizer, k=k, temperature=temperature, max_new_tokens=max_new_tokens,
+                             do_sample=do_sample, min_new_tokens=min_new_tokens, targets=targets)
+    return samples, sampler.last_stats
 
-    Returns the samples and what the decoding did (:class:`SpeculativeStats`).
+
+class SpeculativeSampler(SamplerBase):
+    """Samples ``k`` answers per prompt (the contract of :class:`trl_ground.sampler.Sampler`)
+    drafting from ``targets``, the target answer's token ids per prompt (end token included
+    or not), which it needs on every call (the trainer passes the batch's target answers).
+    Decodes eagerly, with a ``DynamicCache``.
+
+    Args:
+        block: draft tokens verified per decode step.
+        match: tokens matched to realign the drafts on the target (:func:`lookup_drafts`).
+
+    Attributes:
+        last_stats: what the latest call did (:class:`SpeculativeStats`; None before one).
     """
-    from transformers import DynamicCache
 
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    base = _base_model(model)
-    eos = eos_ids_of(base, tokenizer)
-    rows = prompts.repeat(k)
-    row_targets = [list(t) for t in targets for _ in range(k)]
-    device = rows.input_ids.device
-    n_rows, prompt_len = rows.input_ids.shape
-    suppress = torch.tensor(vision_token_ids(tokenizer), device=device, dtype=torch.long)
-    eos_t = torch.tensor(eos, device=device, dtype=torch.long)
-    pad = tokenizer.pad_token_id
-    cache = DynamicCache(config=base.config)
-    cache_kw = _cache_kwarg(base)
-    stats = SpeculativeStats()
+    def __init__(self, block: int = 4, match: int = 2):
+        self.block, self.match = block, match
+        self.last_stats: SpeculativeStats | None = None
 
-    with eval_mode(model):
+    def _decode(self, model, rows: PromptBatch, rule: TokenRule, max_new_tokens: int, row_targets: list[list[int]] | None):
+        from transformers import DynamicCache
+
+        if row_targets is None or len(row_targets) != len(rows):
+            raise ValueError("the speculative sampler drafts from one target answer per prompt: "
+                             f"{len(rows)} answers to sample, {0 if row_targets is None else len(row_targets)} targets")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        block, eos, device = self.block, rule.end_ids, rows.input_ids.device
+        base = base_model(model)
+        n_rows = len(rows)
+        cache = DynamicCache(config=base.config)
+        cache_kw = cache_kwarg(base)
+        self.last_stats = stats = SpeculativeStats()
+
         logits, rope_deltas = prefill(base, rows, cache, cache_kw)
-        no_end = torch.full((n_rows, 1), min_new_tokens > 0, device=device)
-        first = _processed_probs(logits.unsqueeze(1), suppress, eos_t, no_end, temperature, do_sample)[:, 0]
-        last = torch.multinomial(first, 1).squeeze(1) if do_sample else first.argmax(dim=1)
+        last = rule.pick(logits, ban_end=rule.min_new_tokens > 0)
         generated = [[int(t)] for t in last]
-        done = torch.isin(last, eos_t) | (max_new_tokens <= 1)
+        done = torch.isin(last, rule.end) | (max_new_tokens <= 1)
         valid = rows.attention_mask.bool()  # (R, slots) which cache slots each row attends to
         text_len = rows.attention_mask.sum(dim=1)  # (R,) valid prompt tokens
 
         while not bool(done.all()):
-            drafts = lookup_drafts(generated, row_targets, block, match).to(device)
+            drafts = lookup_drafts(generated, row_targets, block, self.match).to(device)
             step_ids = torch.cat([last.unsqueeze(1), drafts], dim=1)  # (R, block + 1)
             q = block + 1
             lengths = torch.tensor([len(g) for g in generated], device=device)
@@ -188,9 +194,8 @@ def speculative_sample(
             mask = torch.cat([valid.unsqueeze(1).expand(-1, q, -1), causal.unsqueeze(0).expand(n_rows, -1, -1)], dim=2)
             out = base(input_ids=step_ids, position_ids=position_ids, attention_mask=mask.unsqueeze(1), use_cache=True, **{cache_kw: cache})
             stats.decode_steps += 1
-            no_end = (lengths.unsqueeze(1) + torch.arange(q, device=device)) < min_new_tokens  # (R, q)
-            probs = _processed_probs(out.logits, suppress, eos_t, no_end, temperature, do_sample)
-            n_accepted, next_token = speculative_accept(probs, drafts, do_sample)
+            no_end = (lengths.unsqueeze(1) + torch.arange(q, device=device)) < rule.min_new_tokens  # (R, q)
+            n_accepted, next_token = speculative_accept(rule.probs(out.logits, no_end), drafts, rule.do_sample)
             new_valid = torch.zeros(n_rows, q, dtype=torch.bool, device=device)
             new_valid[:, 0] = True  # the fed last token is an accepted one
             new_valid[:, 1:] = torch.arange(block, device=device).unsqueeze(0) < n_accepted.unsqueeze(1)
@@ -216,11 +221,7 @@ def speculative_sample(
                     done[r] = True
             last = torch.tensor([g[-1] for g in generated], device=device)
 
-    width = max(len(g) for g in generated)
-    tokens = torch.full((n_rows, width), pad, dtype=torch.long, device=device)
-    for r, g in enumerate(generated):
-        tokens[r, : len(g)] = torch.tensor(g, device=device)
-    mask, truncated = completion_mask_until_eos(tokens, eos)
-    tokens = tokens.masked_fill(mask == 0, pad)
-    texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
-    return Samples(rows, tokens, mask, truncated, texts), stats
+        tokens = torch.full((n_rows, max(len(g) for g in generated)), rule.pad_token_id, dtype=torch.long, device=device)
+        for r, g in enumerate(generated):
+            tokens[r, : len(g)] = torch.tensor(g, device=device)
+        return tokens, None

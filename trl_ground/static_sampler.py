@@ -5,14 +5,14 @@ batch sizes (about 90-140 ms per token for the 8B model on an H200, BENCHMARKS.m
 memory floor of a few ms), and transformers does not compile the decode step of a
 bitsandbytes model. This sampler:
 
-1. prefills the prompts (eagerly; images included) into a ``StaticCache`` whose length is
-   rounded up to a bucket, so that steps with other prompt lengths reuse it;
+1. prefills the prompts (eagerly; images included; :func:`trl_ground.decoding.prefill`)
+   into a ``StaticCache`` whose length is rounded up to a bucket, so that steps with other prompt lengths reuse it;
 2. captures one decode step (``[R, 1]`` tokens, 3D M-RoPE positions, a ``[R, 1, 1, L]``
    attention mask, all in fixed buffers) in a CUDA graph once per ``(rows, bucket)``, and
    replays it per token; on a CPU, or if capture fails, the same step runs eagerly;
-3. samples outside the graph with the exact arithmetic of ``generate`` (temperature, then
-   ``softmax`` + ``multinomial``; ``argmax`` when greedy), suppressing the image tokens and,
-   before ``min_new_tokens``, the end tokens;
+3. picks each token outside the graph with :class:`trl_ground.decoding.TokenRule`, the exact
+   arithmetic of ``generate`` (image tokens and, before ``min_new_tokens``, end tokens
+   suppressed; temperature, then ``softmax`` + ``multinomial``; ``argmax`` when greedy);
 4. stops as soon as every row has ended (checked every few tokens, to avoid a sync per step).
 
 Graphs hold pointers to the weights: LoRA weights updated in place by the optimizer stay
@@ -25,7 +25,6 @@ once) and the samples carry their tokens' log-probabilities under that sampling 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from contextlib import nullcontext
@@ -33,64 +32,15 @@ from contextlib import nullcontext
 import torch
 from transformers import StaticCache
 
-from .batches import PromptBatch, Samples
-from .mrope import mrope_position_ids
-from .generation import completion_mask_until_eos, eos_ids_of, eval_mode, vision_token_ids
+from .batches import PromptBatch
+from .decoding import SamplerBase, TokenRule, base_model, cache_kwarg, prefill, sampling_dtype
 from .sampling_weights import MergedSamplingWeights
 
-__all__ = ["StaticSampler", "prefill", "processed_scores", "sampling_dtype"]
+__all__ = ["StaticSampler", "UniformDtypeStaticCache"]
 
 logger = logging.getLogger(__name__)
 
 _STOP_CHECK_EVERY = 8
-
-
-def _base_model(model):
-    """The transformers model under PEFT/accelerate wrappers (LoRA layers are inside it)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def _cache_kwarg(model) -> str:
-    """The forward's name for the KV cache: ``past_key_values`` (transformers <= 5.2x) or ``cache``."""
-    params = inspect.signature(type(model).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def processed_scores(logits: torch.Tensor, suppress: torch.Tensor, eos_t: torch.Tensor | None = None, no_end=None) -> torch.Tensor:
-    """``generate``'s logits processing, as a float32 copy of ``logits (..., V)``: the
-    ``suppress`` tokens (image placeholders) at -inf, and the end tokens ``eos_t`` too (before
-    ``min_new_tokens``): everywhere, or where the bool ``no_end (...)`` is True."""
-    scores = logits.to(torch.float32, copy=True)
-    scores[..., suppress] = -math.inf
-    if eos_t is not None:
-        if no_end is None:
-            scores[..., eos_t] = -math.inf
-        else:
-            scores[..., eos_t] = scores[..., eos_t].masked_fill(no_end.unsqueeze(-1), -math.inf)
-    return scores
-
-
-def prefill(base, rows: PromptBatch, cache, cache_kw: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the prompts into ``cache`` (eagerly; the 3D positions of the image tokens computed
-    in one go). Returns ``(logits of the next token (R, V), rope deltas (R, 1))``: a text
-    token's position is its text index plus the delta."""
-    inputs = rows.model_inputs()
-    rope_deltas = None
-    if rows.mm_token_type_ids is not None:
-        merge = base.config.vision_config.spatial_merge_size
-        inputs["position_ids"], rope_deltas = mrope_position_ids(rows.mm_token_type_ids, rows.image_grid_thw, rows.attention_mask, merge)
-    out = base(**inputs, **{cache_kw: cache}, use_cache=True, logits_to_keep=1)
-    if rope_deltas is None:
-        rope_deltas = base.model.rope_deltas.to(rows.input_ids.device)
-    return out.logits[:, -1], rope_deltas
-
-
-def sampling_dtype(model, device) -> torch.dtype:
-    """The dtype the model computes in while sampling: the autocast dtype when autocast is on
-    (an fp32 model trained in mixed precision), else the model's own."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    return _base_model(model).dtype
 
 
 class UniformDtypeStaticCache(StaticCache):
@@ -129,7 +79,7 @@ class _DecodeState:
         self.mask.zero_()
 
 
-class StaticSampler:
+class StaticSampler(SamplerBase):
     """Samples answers for :class:`~trl_ground.batches.PromptBatch` es, reusing its caches
     and graphs across calls. One instance per model (the trainer keeps one).
 
@@ -151,31 +101,11 @@ class StaticSampler:
         self._states: dict[tuple, _DecodeState] = {}
         self._merged: MergedSamplingWeights | None = None
 
-    # ---- public ----------------------------------------------------------------------
-    def sample(
-        self,
-        model,
-        prompts: PromptBatch,
-        tokenizer,
-        k: int = 1,
-        temperature: float = 1.0,
-        max_new_tokens: int = 256,
-        do_sample: bool = True,
-        min_new_tokens: int = 0,
-    ) -> Samples:
-        """Same contract as :func:`trl_ground.generation.sample_answers`."""
-        base = _base_model(model)
-        eos = eos_ids_of(base, tokenizer)
-        rows = prompts.repeat(k)
+    def _decode(self, model, rows: PromptBatch, rule: TokenRule, max_new_tokens: int, row_targets=None):
+        """:meth:`~trl_ground.decoding.SamplerBase._decode`: log-probabilities with merged weights only."""
         merged = self._merged_weights_of(model, rows.input_ids.device) if self.merged_weights else None
-        with torch.no_grad(), eval_mode(model), (merged.active() if merged else nullcontext()):
-            tokens, logprobs = self._decode(
-                base, rows, tokenizer, eos, temperature, max_new_tokens, do_sample, min_new_tokens, merged is not None
-            )
-        mask, truncated = completion_mask_until_eos(tokens, eos)
-        tokens = tokens.masked_fill(mask == 0, tokenizer.pad_token_id)
-        texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
-        return Samples(rows, tokens, mask, truncated, texts, sampler_logprobs=logprobs)
+        with merged.active() if merged else nullcontext():
+            return self._decode_steps(base_model(model), rows, rule, max_new_tokens, with_logprobs=merged is not None)
 
     def _merged_weights_of(self, model, device) -> MergedSamplingWeights:
         """The merged matrices of ``model`` (made on first use), refreshed from its current
@@ -198,32 +128,30 @@ class StaticSampler:
         state.reset()
         return state
 
-    def _decode(self, base, rows: PromptBatch, tokenizer, eos, temperature, max_new_tokens, do_sample, min_new_tokens, with_logprobs=False):
+    def _decode_steps(self, base, rows: PromptBatch, rule: TokenRule, max_new_tokens: int, with_logprobs: bool = False):
         """``(tokens (R, T), their log-probabilities (R, T) at temperature 1 or None)``."""
         device = rows.input_ids.device
         n_rows, prompt_len = rows.input_ids.shape
         length = int(math.ceil((prompt_len + max_new_tokens) / self.bucket) * self.bucket)
         state = self._state(base, n_rows, length, device, sampling_dtype(base, device))
-        cache_kw = _cache_kwarg(base)
+        cache_kw = cache_kwarg(base)
 
         logits, rope_deltas = prefill(base, rows, state.cache, cache_kw)
         next_text_index = rows.attention_mask.sum(dim=1, keepdim=True)  # (R, 1) valid prompt tokens
         state.mask[:, 0, 0, :prompt_len] = rows.attention_mask.bool()
 
-        suppress = torch.tensor(vision_token_ids(tokenizer), device=device, dtype=torch.long)
-        eos_t = torch.tensor(eos, device=device, dtype=torch.long)
-        out_tokens = torch.full((n_rows, max_new_tokens), tokenizer.pad_token_id, dtype=torch.long, device=device)
+        out_tokens = torch.full((n_rows, max_new_tokens), rule.pad_token_id, dtype=torch.long, device=device)
         out_logprobs = torch.zeros((n_rows, max_new_tokens), device=device) if with_logprobs else None
         done = torch.zeros(n_rows, dtype=torch.bool, device=device)
         produced = 0
         for t in range(max_new_tokens):
             logp = torch.log_softmax(logits.float(), dim=-1) if with_logprobs else None  # before suppression
-            token = self._pick(logits, suppress, eos_t if t < min_new_tokens else None, temperature, do_sample)
+            token = rule.pick(logits, ban_end=t < rule.min_new_tokens)
             if with_logprobs:
                 out_logprobs[:, t] = logp.gather(1, token.unsqueeze(1)).squeeze(1)
-            token = torch.where(done, torch.full_like(token, tokenizer.pad_token_id), token)
+            token = torch.where(done, torch.full_like(token, rule.pad_token_id), token)
             out_tokens[:, t] = token
-            done |= torch.isin(token, eos_t)
+            done |= torch.isin(token, rule.end)
             produced = t + 1
             if t == max_new_tokens - 1 or ((t + 1) % _STOP_CHECK_EVERY == 0 and bool(done.all())):
                 break
@@ -232,15 +160,6 @@ class StaticSampler:
             state.mask[:, 0, 0, prompt_len + t] = True
             logits = self._step(base, state, cache_kw)
         return out_tokens[:, :produced], (out_logprobs[:, :produced] if with_logprobs else None)
-
-    @staticmethod
-    def _pick(logits, suppress, eos_t, temperature, do_sample) -> torch.Tensor:
-        """``generate``'s arithmetic: suppression, temperature, softmax + multinomial / argmax."""
-        scores = processed_scores(logits, suppress, eos_t)
-        if not do_sample:
-            return scores.argmax(dim=-1)
-        probs = torch.softmax(scores / temperature, dim=-1)
-        return torch.multinomial(probs, num_samples=1).squeeze(1)
 
     def _forward_step(self, base, state: _DecodeState, cache_kw: str) -> torch.Tensor:
         out = base(

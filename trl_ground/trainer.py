@@ -30,7 +30,6 @@ constants, the reference script's literal behaviour, whose gradient is plain SFT
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -44,12 +43,12 @@ from trl.models import unwrap_model_for_generation
 
 from rewards import ScoringSettings
 
-from .batches import prompts_from_sft_batch
+from .batches import prompts_from_sft_batch, sft_answer_ids
 from .collator import GROUNDING_KEYS
 from .credit import token_advantages
+from .decoding import sampling_autocast
 from .export import CheckpointStaging
 from .fused_pass import answer_logprobs, fused_sft_and_answers, spatial_merge_size_of
-from .generation import sample_answers
 from .model_card import ModelCardMixin
 from .policy_gradient import (
     PromptTypeBaselines,
@@ -61,39 +60,14 @@ from .policy_gradient import (
     truncated_importance_weights,
 )
 from .rollout import Rollout, answers_with_boxes, rollout_metrics, score_rollout, split_metrics
+from .sampler import make_sampler
 from .sampling_weights import mergeable_lora_linears
-from .static_sampler import StaticSampler
 
-__all__ = ["GROUNDING_STATE_FILE", "GroundingSFTTrainer", "sampling_autocast"]
+__all__ = ["GROUNDING_STATE_FILE", "GroundingSFTTrainer"]
 
 GROUNDING_STATE_FILE = "grounding_state.json"
 
 logger = logging.getLogger(__name__)
-
-
-def sampling_autocast(args, device, model=None):
-    """Mixed precision for sampling. The unwrapped model has no autocast wrapper, and without
-    one a QLoRA model (whose norms k-bit preparation keeps in fp32) would decode in fp32.
-    The autocast cache is off: casts made under ``no_grad`` (and inside a CUDA graph) must
-    never be reused by the training forward.
-
-    A model whose weights are fp32 (full fine-tuning's master weights, ``model`` given)
-    samples in fp32: under bf16 autocast, sampling the learning benchmark's trained fp32
-    model inside ``Trainer.train()`` gave NaN logits at the first sampling step on an H200,
-    while the same sampler and model under the same autocast outside the training step did
-    not (cause not established; ``benchmarks/device/diagnose_autocast_nan.py`` reproduces
-    it). The fp32 path is the one tested against ``generate``."""
-    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
-    if dtype is None or device.type != "cuda" or (model is not None and _weights_dtype(model) == torch.float32):
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
-
-
-def _weights_dtype(model) -> torch.dtype:
-    """The dtype of the model's input embedding: fp32 for full fine-tuning, the base's
-    (bf16) with LoRA, whatever dtype the adapters have."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_input_embeddings().weight.dtype
 
 
 class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
@@ -114,13 +88,11 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         self.scoring = scoring if scoring is not None else ScoringSettings()
         self.baselines = PromptTypeBaselines.with_momentum(self.args.baseline_momentum)
         self._shuffle_generator = torch.Generator().manual_seed(self.args.seed)  # shuffle_advantages only
-        self._static_sampler = StaticSampler(merged_weights=self.args.sampler_merged_weights)
         self._checkpoint_staging = CheckpointStaging()
         self._spatial_merge_size = spatial_merge_size_of(self.model)
         if self.args.sampler_merged_weights:
             mergeable_lora_linears(self.model)  # refuses a model without LoRA linears now, not at the first sampling step
-            if self._parameters_move():
-                logger.warning("--sampler-merged-weights has no effect under FSDP / ZeRO-3 (sampling uses generate there)")
+        self.sampler = make_sampler(self.args.sampler, parameters_move=self._parameters_move(), merged_weights=self.args.sampler_merged_weights)
         attention = getattr(self.model.config, "_attn_implementation", "sdpa")
         if self.args.pack_samples and attention != "sdpa":
             raise ValueError(f"pack_samples needs attn_implementation='sdpa' (its block mask is 4D); this model uses {attention!r}")
@@ -259,20 +231,20 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
                 max_new_tokens=args.sample_max_new_tokens,
                 do_sample=mode == "train",
                 min_new_tokens=args.sample_min_new_tokens,
+                targets=sft_answer_ids(inputs),
             )
         rollout = score_rollout(samples, truth["gt_boxes"], truth["query_class"], k, self.scoring, time.perf_counter() - start)
         self._log_means(mode, {**rollout_metrics(rollout), **split_metrics(rollout)})
         return rollout
 
     def _sample(self, model, prompts, tokenizer, **kwargs):
+        """``self.sampler``'s answers (:class:`trl_ground.sampler.Sampler`) in the sampling precision."""
         with sampling_autocast(self.args, prompts.input_ids.device, model):
-            if self.args.sampler == "static" and not self._parameters_move():
-                return self._static_sampler.sample(model, prompts, tokenizer, **kwargs)
-            return sample_answers(model, prompts, tokenizer, **kwargs)
+            return self.sampler.sample(model, prompts, tokenizer, **kwargs)
 
     def _parameters_move(self) -> bool:
-        """Under FSDP or ZeRO-3 the weights are gathered per call, so a CUDA graph (which
-        keeps their addresses) cannot be reused: those runs sample with ``generate``."""
+        """Whether the weights are gathered per call (FSDP or ZeRO-3): :func:`~trl_ground.sampler.make_sampler`
+        then gives the generate sampler."""
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
         return bool(self.is_fsdp_enabled or (plugin is not None and getattr(plugin, "zero_stage", 0) == 3))
 

@@ -1,7 +1,7 @@
 """Reproduces the NaN of the bf16-autocast sampler on a GPU (an open bug; see
 benchmarks/NOTES_learning.md): full fine-tuning of the learning benchmark's warm start
 (fp32 weights), hybrid loss at batch 64, K = 2. With ``autocast`` the sampler runs under
-bf16 autocast as it did before ``trainer.sampling_autocast`` kept fp32 models in fp32, and
+bf16 autocast as it did before ``sampling_autocast`` (now ``trl_ground.decoding``) kept fp32 models in fp32, and
 the first sampling step inside ``trainer.train()`` fails (``probability tensor contains
 either inf, nan or element < 0``, 2026-12-04, H200); the same sampler on the same model
 under the same autocast outside the training step gave finite logits. With ``fp32`` (the
@@ -16,14 +16,14 @@ from trl_ground.benchmarks.learning import unpack_warm
 from trl_ground.synthetic import make_synthetic_dataset
 from trl_ground.config import parse_args
 from trl_ground.train import build_trainer
-import trl_ground.trainer as tm
+import trl_ground.decoding as decoding
 tmp = Path("/tmp/nan"); tmp.mkdir(exist_ok=True)
 model_dir = unpack_warm(Path("benchmarks/warm_start"), tmp / "unp")
 make_synthetic_dataset(tmp/"data", n=1500, seed=3, size=128, max_objects=4, test_fraction=0.02, workers=8)
 s = json.loads((model_dir/"warm_start.json").read_text())["settings"]
 force = sys.argv[1] == "autocast"
 if force:
-    tm._weights_dtype = lambda model: torch.bfloat16  # sample under bf16 autocast as before the fix
+    decoding.weights_dtype = lambda model: torch.bfloat16  # sample under bf16 autocast as before the fix
 argv = ["--model", str(model_dir), "--train-json", str(tmp/"data"/"train.json"), "--img-root", str(tmp/"data"), "--add-negatives", "true",
   "--negative-fraction", "0.25", "--max-pixels", str(128*128), "--image-check", "false", "--system-prompt", s["system_prompt"], "--query-template", s["query_template"],
   "--output-dir", str(tmp/"out"), "--batch-size", "64", "--no-use-lora", "--no-load-in-4bit", "--gradient-checkpointing", "false", "--report-to", "none",

@@ -79,7 +79,7 @@ def test_merged_sampling_weights_of_a_4bit_model_sample_its_tokens(tiny_model_di
     from trl_ground.batches import prompts_from_sft_batch
     from trl_ground.fused_pass import answer_logprobs
     from trl_ground.static_sampler import StaticSampler
-    from trl_ground.trainer import sampling_autocast
+    from trl_ground.decoding import sampling_autocast
 
     from ..trl_ground.test_sampling_weights import _perturb_adapters
     from ..trl_ground.test_trainer import make_trainer
@@ -147,8 +147,8 @@ def test_full_fine_tuning_keeps_fp32_masters_and_samples_under_bf16_autocast(tin
     with torch.no_grad():
         weight.fill_(0.2)
     trainer.train()
-    assert trainer._static_sampler._states, "the hybrid step sampled with the static sampler"
-    for state in trainer._static_sampler._states.values():
+    assert trainer.sampler._states, "the hybrid step sampled with the static sampler"
+    for state in trainer.sampler._states.values():
         assert all(layer.keys.dtype == torch.float32 for layer in state.cache.layers if getattr(layer, "is_initialized", False))
     moved = (weight.detach() - 0.2).abs()
     assert moved.max().item() > 4e-5 and (moved > 1e-5).float().mean().item() > 0.9

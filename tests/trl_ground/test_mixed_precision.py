@@ -65,7 +65,7 @@ def test_an_fp32_model_samples_without_autocast_a_bf16_base_with_it(tiny_model_d
     import contextlib
     import types
 
-    from trl_ground.trainer import sampling_autocast
+    from trl_ground.decoding import sampling_autocast
 
     trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path)  # LoRA on the fp32 tiny model
     args, cuda = types.SimpleNamespace(bf16=True, fp16=False), torch.device("cuda")

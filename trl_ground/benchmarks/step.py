@@ -164,10 +164,11 @@ def run(argv=None) -> dict:
     from trl_ground.batches import prompts_from_sft_batch
     from trl_ground.collator import GroundingCollator
     from trl_ground.config import GroundingSFTConfig, ModelArguments
-    from trl_ground.generation import sample_answers
+    from trl_ground.decoding import sampling_autocast
+    from trl_ground.generation import GenerateSampler, sample_answers
     from trl_ground.modeling import load_model, load_processor
     from trl_ground.static_sampler import StaticSampler
-    from trl_ground.trainer import GroundingSFTTrainer, sampling_autocast
+    from trl_ground.trainer import GroundingSFTTrainer
 
     cuda = torch.cuda.is_available()
 
@@ -254,12 +255,12 @@ def run(argv=None) -> dict:
         return out
 
     trainer._sample = sample_and_record_peak
-    samplers = {False: trainer._static_sampler, True: StaticSampler(merged_weights=True)}
+    samplers = {"static": trainer.sampler, "merged": StaticSampler(merged_weights=True), "generate": GenerateSampler()}
 
-    def variant(name, reps, warmup, merged=False, **settings):
+    def variant(name, reps, warmup, sampler="static", **settings):
         for key, value in settings.items():
             setattr(trainer.args, key, value)
-        trainer._static_sampler = samplers[merged]
+        trainer.sampler = samplers[sampler]
         trainer._metrics["train"].clear()
         sampling_peaks.clear()
         median, peak, times = _timed(step, reps, warmup)
@@ -277,7 +278,7 @@ def run(argv=None) -> dict:
         save()
         print(f"{name}: {median:.3f} s, peak {peak:.1f} GB", flush=True)
 
-    hybrid = dict(grounding_loss=True, sampler="static", fuse_logprob_pass=True)
+    hybrid = dict(grounding_loss=True, fuse_logprob_pass=True)
     variant("sft_step", args.reps, args.warmup, grounding_loss=False)
     if not args.skip_unmerged:
         variant("hybrid_step", args.reps, args.warmup, samples_per_prompt=1, **hybrid)
@@ -285,9 +286,9 @@ def run(argv=None) -> dict:
             variant("hybrid_step_k4", args.reps, args.warmup, samples_per_prompt=4, **hybrid)
     if not args.skip_merged:
         try:
-            variant("hybrid_merged_step", args.reps, args.warmup, merged=True, samples_per_prompt=1, **hybrid)
+            variant("hybrid_merged_step", args.reps, args.warmup, sampler="merged", samples_per_prompt=1, **hybrid)
             if not args.skip_k4:
-                variant("hybrid_merged_step_k4", args.reps, args.warmup, merged=True, samples_per_prompt=4, **hybrid)
+                variant("hybrid_merged_step_k4", args.reps, args.warmup, sampler="merged", samples_per_prompt=4, **hybrid)
         except Exception as err:  # noqa: BLE001 - keep the other figures of this (expensive) run
             result.setdefault("errors", {})["merged"] = repr(err)
             args.skip_merged = True
@@ -300,7 +301,7 @@ def run(argv=None) -> dict:
     if not args.skip_naive:
         variant("hybrid_naive_step", args.naive_reps, 1, samples_per_prompt=1, sampler="generate", fuse_logprob_pass=False)
     trainer._sample = real_sample
-    trainer._static_sampler = samplers[False]
+    trainer.sampler = samplers["static"]
     samplers.clear()  # the merged copies (14 GB for the 8B model) go before the decode timings make their own
     gc.collect()
     result["sft_peak_gb"] = result["sft_step_peak_gb"]

@@ -20,7 +20,7 @@ TRAINER_FIELDS = {
             'sample_max_new_tokens': ["int", "256", "Token limit of a sampled answer.", ""],
             'sample_min_new_tokens': ["int", "0", "Force at least this many tokens (benchmarks).", ""],
             'sample_every_n_steps': ["int", "1", "Sample on every N-th optimizer step.", ""],
-            'sampler': ["str", "static", "'static': static KV cache + CUDA-graph decode step; 'generate': plain model.generate.", ""],
+            'sampler': ["str", "static", "'static': static KV cache + CUDA-graph decode step; 'generate': plain model.generate; 'speculative': drafts from the target answer, verified in blocks (eager).", ""],
             'fuse_logprob_pass': ["bool", "True", "Score the sampled answers in the same forward pass as the SFT rows.", ""],
             'pack_samples': ["bool", "False", "Fused pass with each prompt once, its target and answers after it (same maths, fewer tokens; sdpa only).", ""],
             'sampler_merged_weights': ["bool", "False", "Sample with each LoRA linear merged into one dense matrix: faster decoding, costs a dense copy of the adapted linears.", ""],

@@ -22,7 +22,7 @@ __all__ = ["CREDITS", "GRADIENT_MODES", "POLICY_LOSS_TYPES", "SAMPLERS", "Ground
 
 GRADIENT_MODES = ("policy_gradient", "none")
 CREDITS = ("box", "sequence")
-SAMPLERS = ("static", "generate")
+SAMPLERS = ("static", "generate", "speculative")
 RESUME_HELP = "Continue a run: a checkpoint-N directory, or 'true' / 'latest' for the latest one of output_dir."
 OVERWRITE_HELP = (
     "Train into an output_dir that holds another run's checkpoints or final models, removing them first "
@@ -111,7 +111,10 @@ class GroundingSFTConfig(SFTConfig):
 
         sampler (`str`, defaults to `"static"`):
             ``"static"``: static KV cache with the decode step replayed from a CUDA graph;
-            ``"generate"``: plain ``model.generate``.
+            ``"generate"``: plain ``model.generate``; ``"speculative"``: drafts from each
+            prompt's target answer verified in blocks (exact samples in fewer decode steps;
+            eager, no CUDA graph yet). Chosen once (:func:`trl_ground.sampler.make_sampler`):
+            under FSDP / ZeRO-3 every choice samples with ``generate``.
         fuse_logprob_pass (`bool`, defaults to `True`):
             Score the sampled answers in the same forward pass as the SFT rows.
         pack_samples (`bool`, defaults to `False`):
@@ -172,7 +175,8 @@ class GroundingSFTConfig(SFTConfig):
     sample_every_n_steps: int = field(default=1, metadata={"help": "Sample on every N-th optimizer step."})
     sampler: str = field(
         default="static",
-        metadata={"help": "'static': static KV cache + CUDA-graph decode step; 'generate': plain model.generate."},
+        metadata={"help": "'static': static KV cache + CUDA-graph decode step; 'generate': plain model.generate; "
+                  "'speculative': drafts from the target answer, verified in blocks (eager)."},
     )
     fuse_logprob_pass: bool = field(
         default=True, metadata={"help": "Score the sampled answers in the same forward pass as the SFT rows."}
