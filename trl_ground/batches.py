@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .mrope import mrope_position_ids
+from .mrope import with_positions
 
 __all__ = [
     "PromptBatch",
@@ -24,20 +24,7 @@ __all__ = [
     "prompts_from_sft_batch",
     "sft_answer_ids",
     "sft_prompt_lengths",
-    "with_positions",
 ]
-
-
-def with_positions(inputs: dict, spatial_merge_size: int | None) -> dict:
-    """``inputs`` plus Qwen3-VL's ``position_ids`` (:mod:`trl_ground.mrope`), so that the
-    model does not compute them row by row; unchanged without ``spatial_merge_size`` or
-    ``mm_token_type_ids``."""
-    if spatial_merge_size is None or inputs.get("mm_token_type_ids") is None:
-        return inputs
-    positions, _ = mrope_position_ids(
-        inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), inputs.get("attention_mask"), spatial_merge_size
-    )
-    return {**inputs, "position_ids": positions}
 
 
 @dataclass

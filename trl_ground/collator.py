@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .batches import with_positions
+from .mrope import with_positions
 
 __all__ = ["GROUNDING_KEYS", "GroundingCollator"]
 

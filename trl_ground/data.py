@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rewards import to_qwen_answer
 
-from .config.data import DataArguments
 from .images import open_rgb
 from .prompts import describe_object, grounding_prompt
 from .records import GroundingRecord, load_records
+
+
+if TYPE_CHECKING:  # the settings are read, not built, here
+    from .config.data import DataArguments
 
 __all__ = ["ImageLoader", "build_dataset", "build_examples", "no_examples_reason", "smart_resize", "tile_if_asked"]
 

@@ -8,7 +8,7 @@ no ``compute_loss_func``, no MoE aux loss): the per-token log-probabilities of T
 head, summed over the SFT rows' label tokens, divided by ``num_items_in_batch`` (or the number
 of label tokens), times the number of processes when ``average_tokens_across_devices`` is set.
 ``tests/trl_ground/test_fused_pass.py`` fails when TRL's loss and this one disagree; the
-trainer uses the fused pass only under the settings above (``_can_fuse``).
+trainer refuses any other loss setting when the grounding loss is on.
 """
 
 from __future__ import annotations

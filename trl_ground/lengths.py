@@ -22,7 +22,7 @@ import numpy as np
 from .config.trainer_fields import TRAINER_FIELDS
 from .data import smart_resize
 from .images import IMAGE_ERRORS, image_size
-from .preflight import MERGE_SIZE, PATCH_SIZE  # the processor's own values are used when it has them
+from .mrope import MERGE_SIZE, PATCH_SIZE  # the processor's own values are used when it has them
 
 __all__ = ["DEFAULT_MAX_LENGTH", "counting_processor", "example_lengths", "image_tokens", "too_long_message", "warn_if_too_long"]
 

@@ -71,7 +71,7 @@ def last_evaluation(log_history: list[dict]) -> tuple[int | None, dict]:
 
 
 def _is_hub_id(name: str) -> bool:
-    from .preflight import looks_like_local_path
+    from .model_source import looks_like_local_path
 
     return not looks_like_local_path(name) and not Path(name).expanduser().exists()
 

@@ -14,7 +14,7 @@ import logging
 import torch
 
 from .compat import enable_activation_checkpointing
-from .vision_attention import use_packed_vision_attention
+from .mrope import use_packed_vision_attention
 
 __all__ = [
     "compute_dtype", "count_parameters", "load_model", "load_processor", "lora_target_modules", "prepare_quantized_for_training",

@@ -1,23 +1,47 @@
-"""Qwen3-VL's multimodal rotary positions (M-RoPE) for a whole batch at once.
+"""Qwen3-VL's fast paths for whole batches: its multimodal rotary positions (M-RoPE) and its
+vision attention, each computed once for a batch instead of row by row or image by image.
 
-``Qwen3VLModel.get_rope_index`` computes them row by row in Python, with a device-to-host
-copy per row: ~128 syncs and hundreds of small kernels for a batch of 128. The model takes
-precomputed ``position_ids`` instead, so the collator computes them here, vectorized, in the
-data-loader workers (CPU), and the fused pass and the sampler on the GPU, without a sync.
+**M-RoPE positions.** ``Qwen3VLModel.get_rope_index`` computes them row by row in Python,
+with a device-to-host copy per row: ~128 syncs and hundreds of small kernels for a batch of
+128. The model takes precomputed ``position_ids`` instead, so the collator computes them
+here, vectorized, in the data-loader workers (CPU), and the fused pass and the sampler on
+the GPU, without a sync (:func:`with_positions`).
 
 The rule (transformers 5.17-5.24, images only): text tokens get consecutive positions
 (the same on the three axes); the tokens of an image with a merged grid ``h x w`` start at
 ``p`` (the position after the preceding text) and get ``(p, p + row, p + col)``; the text
 after the image continues at ``p + max(h, w)``. Padding positions are 0.
+
+**Vision attention.** One attention call per vision block for a batch of equal-size images.
+With SDPA, Qwen3-VL's vision tower attends image by image: a batch of 128 images through 4
+blocks is 512 attention calls per forward pass (and as many backward), which dominated the
+learning benchmark's step. Qwen3-VL passes the packed images' boundaries (``cu_seqlens``)
+only to attention implementations whose name contains "flash" (transformers'
+``is_flash_attention_requested``), so :data:`PACKED_VISION_ATTENTION` carries that word:
+it is registered through transformers' public ``AttentionInterface`` and runs PyTorch's
+SDPA, once over all images when they have the same number of patches, else image by image
+(as the default does). :func:`use_packed_vision_attention` switches a loaded model's vision
+tower to it; the language model keeps its own implementation.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["mrope_position_ids"]
+__all__ = [
+    "MERGE_SIZE",
+    "PACKED_VISION_ATTENTION",
+    "PATCH_SIZE",
+    "mrope_position_ids",
+    "packed_sdpa_attention",
+    "use_packed_vision_attention",
+    "with_positions",
+]
 
 IMAGE_TOKEN_TYPE = 1
+# Qwen3-VL's vision patch and merge, for a model whose processor files are not at hand
+PATCH_SIZE, MERGE_SIZE = 16, 2
+PACKED_VISION_ATTENTION = "flash_compatible_packed_sdpa"
 
 
 def mrope_position_ids(
@@ -68,3 +92,63 @@ def mrope_position_ids(
     positions = torch.where(valid.unsqueeze(0), positions, torch.zeros_like(positions))
     deltas = positions.amax(dim=(0, 2)) + 1 - valid.long().sum(1)
     return positions.contiguous(), deltas.unsqueeze(1)
+
+
+def with_positions(inputs: dict, spatial_merge_size: int | None) -> dict:
+    """``inputs`` plus Qwen3-VL's ``position_ids`` (:func:`mrope_position_ids`), so that the
+    model does not compute them row by row; unchanged without ``spatial_merge_size`` or
+    ``mm_token_type_ids``."""
+    if spatial_merge_size is None or inputs.get("mm_token_type_ids") is None:
+        return inputs
+    positions, _ = mrope_position_ids(
+        inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), inputs.get("attention_mask"), spatial_merge_size
+    )
+    return {**inputs, "position_ids": positions}
+
+
+def packed_sdpa_attention(
+    module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask=None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    cu_seq_lens_q: torch.Tensor | None = None,
+    max_length_q: int | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Non-causal attention within each packed image.
+
+    Args:
+        query, key, value: ``(1, H, S, D)``: the patches of all images, concatenated.
+        cu_seq_lens_q: ``(N + 1,)`` image boundaries in ``S`` (keys use the same).
+        max_length_q: the longest image (patches).
+    Returns:
+        ``((1, S, H, D), None)``, the layout of transformers' attention functions.
+    """
+    heads, total, dim = query.shape[1:]
+    n_images = cu_seq_lens_q.numel() - 1
+    if max_length_q * n_images == total:  # all images equal: one batched call
+        q, k, v = (t[0].view(heads, n_images, max_length_q, dim).transpose(0, 1) for t in (query, key, value))
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling)
+        return out.permute(0, 2, 1, 3).reshape(1, total, heads, dim), None
+    lengths = (cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).tolist()
+    chunks = [
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling)
+        for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))
+    ]
+    return torch.cat(chunks, dim=2).transpose(1, 2), None
+
+
+def use_packed_vision_attention(model) -> bool:
+    """Switch the vision tower of a loaded Qwen3-VL (or a PEFT wrapper of one) to
+    :func:`packed_sdpa_attention` when it uses SDPA. Returns whether it did."""
+    from transformers import AttentionInterface
+
+    config = getattr(getattr(model, "config", None), "vision_config", None)
+    if config is None or config._attn_implementation != "sdpa":
+        return False
+    AttentionInterface.register(PACKED_VISION_ATTENTION, packed_sdpa_attention)
+    config._attn_implementation = PACKED_VISION_ATTENTION
+    return True

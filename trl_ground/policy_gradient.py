@@ -33,11 +33,13 @@ import torch
 
 __all__ = [
     "LOSS_TYPES",
+    "PolicyLossSettings",
     "PromptTypeBaselines",
     "RunningBaseline",
     "advantages",
     "answer_token_logprobs",
     "flat_groups",
+    "grounding_loss",
     "permute_answers",
     "policy_surrogate",
     "truncated_importance_weights",
@@ -210,3 +212,64 @@ class PromptTypeBaselines:
         else:
             self.with_boxes.load_state_dict(state["baseline"])
             self.without_boxes.load_state_dict(state["baseline"])
+
+
+@dataclass
+class PolicyLossSettings:
+    """The grounding loss's options (the trainer's options of the same names).
+
+    Attributes:
+        policy_gradient: add the REINFORCE surrogate (``grounding_gradient="policy_gradient"``);
+            False adds the cost as a constant (the reference script's literal behaviour).
+        weight: ``policy_loss_weight``, lambda of the surrogate.
+        loss_type: the surrogate's normalizer (:data:`LOSS_TYPES`).
+        max_new_tokens: the answers' token limit (the ``"dr_grpo"`` normalizer).
+        importance_clip_max: cap of the per-token importance weight of samples drawn with
+            merged sampling weights.
+        temperature: the sampling temperature (for those weights).
+    """
+
+    policy_gradient: bool = True
+    weight: float = 1.0
+    loss_type: str = "dr_grpo"
+    max_new_tokens: int | None = None
+    importance_clip_max: float = 3.0
+    temperature: float = 1.0
+
+
+def grounding_loss(rollout, answer_logp: torch.Tensor | None, settings: PolicyLossSettings) -> tuple[torch.Tensor, dict[str, float]]:
+    """``(loss, metrics)``: the grounding term of the hybrid loss for a collected rollout.
+
+    ``loss = mean(cost) + weight * surrogate`` (the surrogate's value is 0, so the value is the
+    mean cost; without the policy gradient the loss is the cost alone, a constant). Samples
+    drawn with merged sampling weights (``samples.sampler_logprobs`` set) have their token
+    advantages weighted by :func:`truncated_importance_weights`; ``metrics`` then say how far
+    the two models are apart on the sampled tokens.
+
+    Args:
+        rollout: a :class:`~trl_ground.rollout.Rollout` whose advantages are assigned
+            (:func:`~trl_ground.rollout.assign_advantages`) when ``settings.policy_gradient``.
+        answer_logp: ``(R, T)`` per-token log-probabilities of the sampled answers, with
+            gradient; unused without the policy gradient.
+        settings: :class:`PolicyLossSettings`.
+    """
+    device = rollout.samples.completion_ids.device
+    loss = rollout.cost.mean().to(device)
+    metrics: dict[str, float] = {}
+    if not settings.policy_gradient or settings.weight == 0:
+        return loss, metrics
+    samples, adv = rollout.samples, rollout.advantages
+    if samples.sampler_logprobs is not None:
+        weights = truncated_importance_weights(answer_logp, samples.sampler_logprobs, settings.importance_clip_max, settings.temperature)
+        adv = (adv if adv.dim() == 2 else adv.unsqueeze(1)) * weights
+        mask = samples.completion_mask.bool()
+        gap = (answer_logp.detach().float() - samples.sampler_logprobs.float())[mask]  # empty: NaN means, not logged
+        metrics = {
+            "sampling/logp_gap_abs_mean": float(gap.abs().mean()),
+            "sampling/importance_weight_mean": float(weights[mask].mean()),
+            "sampling/importance_weight_clipped": float((weights[mask] >= settings.importance_clip_max).float().mean()),
+        }
+    surrogate = policy_surrogate(
+        adv, answer_logp, samples.completion_mask, loss_type=settings.loss_type, max_new_tokens=settings.max_new_tokens, keep=rollout.keep
+    )
+    return loss + settings.weight * surrogate, metrics

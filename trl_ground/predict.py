@@ -31,7 +31,7 @@ from .batches import PromptBatch
 from .data import ImageLoader
 from .generation import generate_with_logprobs
 from .images import IMAGE_ERRORS, open_rgb
-from .preflight import check_model_source
+from .model_source import check_model_source
 from .prompts import DEFAULT_QUERY, DEFAULT_SYSTEM_PROMPT, grounding_prompt
 
 __all__ = [

@@ -27,29 +27,21 @@ before it is parsed.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
-from urllib.parse import urlparse
+
+from .model_source import check_model_source, check_reachable
+from .mrope import MERGE_SIZE, PATCH_SIZE
 
 __all__ = [
-    "HUB_TIMEOUT_S",
     "check_config_file",
     "check_data_files",
     "check_device",
     "check_max_length",
     "check_model",
-    "check_model_source",
     "check_prompt_fits",
-    "check_reachable",
     "check_run",
-    "hub_reachable",
-    "looks_like_local_path",
 ]
 
-# How long the Hub may take to accept a connection before it counts as unreachable.
-HUB_TIMEOUT_S = 1.5
-# Qwen3-VL's vision patch and merge, for a model whose processor files are not at hand
-PATCH_SIZE, MERGE_SIZE = 16, 2
 
 
 def check_run(data_args, model_args, config) -> None:
@@ -151,79 +143,6 @@ def check_device(model_args, config=None) -> None:
 
 
 # ---- model ------------------------------------------------------------------------------------
-def looks_like_local_path(name: str) -> bool:
-    """Whether ``name`` can only be meant as a local path (not a Hub id ``owner/name``)."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if name.startswith(("/", ".", "~")) or os.sep in name.strip(os.sep) and Path(name).parent.is_dir():
-        return True
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return True
-    return False
-
-
-def check_model_source(name: str, what: str = "model", marker: str = "config.json") -> None:
-    """Refuse, before anything loads, a ``name`` that is meant as a local directory and is
-    not one holding ``marker``. Hub ids (``owner/name``) are left to :func:`check_model`.
-
-    Raises:
-        ValueError: ``model directory not found: X`` (or ``adapter ...``) and the like.
-    """
-    path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError(f"{what} directory not found: {name} is a file")
-        if not (path / marker).is_file():
-            raise ValueError(f"{name}: not a {what} directory (no {marker})")
-    elif looks_like_local_path(name):
-        raise ValueError(f"{what} directory not found: {name}")
-
-
-def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
-    """Whether the Hub endpoint (``HF_ENDPOINT``, or the proxy of ``HTTPS_PROXY``) accepts a
-    TCP connection within ``timeout`` seconds (name resolution included)."""
-    import socket
-
-    from huggingface_hub import constants
-
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
-    url = urlparse(proxy or constants.ENDPOINT)
-    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
-    if not host:
-        return False
-    result = []
-
-    def connect():
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=connect, daemon=True)  # name resolution ignores socket timeouts
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return bool(constants.HF_HUB_OFFLINE) or flag.upper() in ("1", "ON", "YES", "TRUE")
-
-
-def _go_offline() -> None:
-    """Make this process use the local cache only (no retries against an unreachable Hub)."""
-    from huggingface_hub import constants
-
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    constants.HF_HUB_OFFLINE = True
-
-
 def check_model(model_args) -> None:
     """The model (and ``adapter``) can be loaded without waiting on the network: a local
     directory, or a Hub id that is cached or whose Hub is reachable. With the Hub unreachable
@@ -231,31 +150,6 @@ def check_model(model_args) -> None:
     check_reachable(model_args.model)
     if getattr(model_args, "adapter", None):
         check_model_source(model_args.adapter, "adapter", "adapter_config.json")
-
-
-def check_reachable(name: str, what: str = "model", flag: str = "--model", marker: str = "config.json") -> None:
-    """``name`` (given as ``flag``) can be loaded without waiting on the network: a local
-    directory holding ``marker``, or a Hub id that is cached or whose Hub is reachable (with
-    the Hub unreachable and ``name`` cached, the process switches to offline mode).
-
-    Raises:
-        ValueError: one line naming ``what`` (``model``, ``tokenizer``), ``name`` and ``flag``.
-    """
-    check_model_source(name, what, marker)
-    if Path(name).expanduser().is_dir():
-        return
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = isinstance(try_to_load_from_cache(name, marker), str)
-    local_hint = f"download it where there is a network (`hf download {name} --local-dir DIR`) and point {flag} at that directory"
-    if _hub_offline():
-        if not cached:
-            raise ValueError(f"{what} {name} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {local_hint}")
-        return
-    if not hub_reachable():
-        if not cached:
-            raise ValueError(f"cannot reach the Hugging Face Hub and {what} {name} is not in the local cache: {local_hint}")
-        _go_offline()
 
 
 # ---- max_length -------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from .lengths import warn_if_too_long
 from .model_card import run_info
 from .modeling import load_model, load_processor
 from .output_dir import prepare_output_dir
-from .preflight import check_prompt_fits, check_run, looks_like_local_path
+from .model_source import looks_like_local_path
+from .preflight import check_prompt_fits, check_run
 from .run_errors import NothingTrainedError, naming_disk_full
 from .trainer import GroundingSFTTrainer
 

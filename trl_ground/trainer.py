@@ -19,11 +19,13 @@ For a batch of B prompts with ground truth, on sampling steps (R = B * K answers
     grounding  = mean(cost_i) + policy_loss_weight * surrogate
     loss       = lm_loss + grounding
 
-The surrogate is 0 in value, so the logged value is the cost itself, and its gradient is
-REINFORCE with a baseline (:mod:`trl_ground.policy_gradient`): it lowers the probability of
-answers that cost more than their baseline. With box-level credit (``credit="box"``,
-:mod:`trl_ground.credit`) the tokens of each box carry that box's own credit instead of the
-answer's. ``shuffle_advantages`` permutes the advantage rows among the answers: a benchmark
+The step, in order: the rollout is collected once (sample, score, ``A_it``, ``keep_i``:
+:mod:`trl_ground.rollout`, on the CPU); one forward pass gives ``lm_loss`` and ``logp_it``
+(:mod:`trl_ground.fused_pass`); the pure ``grounding_loss(rollout, logp)`` adds the rest
+(:mod:`trl_ground.policy_gradient`). The surrogate is 0 in value, so the logged value is the
+cost itself, and its gradient is REINFORCE with a baseline: it lowers the probability of
+answers that cost more than their baseline. With box-level credit (``credit="box"``) the
+tokens of each box carry that box's own credit instead of the answer's. ``shuffle_advantages`` permutes the advantage rows among the answers: a benchmark
 control, not a training option. With ``grounding_gradient="none"`` the terms are added as
 constants, the reference script's literal behaviour, whose gradient is plain SFT's.
 """
@@ -45,21 +47,12 @@ from rewards import ScoringSettings
 
 from .batches import prompts_from_sft_batch, sft_answer_ids
 from .collator import GROUNDING_KEYS
-from .credit import token_advantages
 from .decoding import sampling_autocast
 from .export import CheckpointStaging
-from .fused_pass import answer_logprobs, fused_sft_and_answers, spatial_merge_size_of
+from .fused_pass import fused_sft_and_answers, spatial_merge_size_of
 from .model_card import ModelCardMixin
-from .policy_gradient import (
-    PromptTypeBaselines,
-    RunningBaseline,
-    advantages,
-    flat_groups,
-    permute_answers,
-    policy_surrogate,
-    truncated_importance_weights,
-)
-from .rollout import Rollout, answers_with_boxes, rollout_metrics, score_rollout, split_metrics
+from .policy_gradient import PolicyLossSettings, PromptTypeBaselines, RunningBaseline, grounding_loss
+from .rollout import CreditSettings, Rollout, assign_advantages, rollout_metrics, score_rollout, split_metrics
 from .sampler import make_sampler
 from .sampling_weights import mergeable_lora_linears
 
@@ -93,126 +86,85 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         if self.args.sampler_merged_weights:
             mergeable_lora_linears(self.model)  # refuses a model without LoRA linears now, not at the first sampling step
         self.sampler = make_sampler(self.args.sampler, parameters_move=self._parameters_move(), merged_weights=self.args.sampler_merged_weights)
+        if self.args.grounding_loss and (unsupported := self._loss_settings_the_fused_pass_lacks()):
+            raise ValueError(
+                f"grounding_loss computes TRL's default SFT loss in its own forward pass and cannot combine with {unsupported}; "
+                "turn that off, or train without the grounding loss (--grounding-loss false)"
+            )
         attention = getattr(self.model.config, "_attn_implementation", "sdpa")
         if self.args.pack_samples and attention != "sdpa":
             raise ValueError(f"pack_samples needs attn_implementation='sdpa' (its block mask is 4D); this model uses {attention!r}")
 
     # ---- loss -------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Training steps that sample: the rollout is collected (sampled, scored, advantages
+        assigned), then one forward pass gives the SFT loss and the answers' log-probabilities
+        (:func:`~trl_ground.fused_pass.fused_sft_and_answers`), and
+        :func:`~trl_ground.policy_gradient.grounding_loss` adds the grounding term. Other
+        steps, and evaluation, are ``SFTTrainer``'s (evaluation logs a greedy rollout's metrics)."""
         truth = {k: inputs.pop(k) for k in GROUNDING_KEYS}
         mode = "train" if self.model.training else "eval"
-        sampling = self._samples_this_step(mode)
-        if mode == "train" and sampling and not return_outputs and self._can_fuse():
-            return self._fused_loss(model, inputs, truth, num_items_in_batch)
-        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        lm_loss = result[0] if return_outputs else result
-        self._log_lm_loss(mode, lm_loss, inputs, num_items_in_batch)
-        if not sampling:
-            return result
-        rollout = self._rollout(model, inputs, truth, mode)
-        if mode == "eval":
-            return result
-        answer_logp = None
-        if self.args.grounding_gradient == "policy_gradient":
-            answer_logp = answer_logprobs(model, rollout.samples, self._spatial_merge_size)
-        loss = lm_loss + self._grounding_term(rollout, answer_logp, num_items_in_batch)
-        return (loss, result[1]) if return_outputs else loss
-
-    def _fused_loss(self, model, inputs, truth, num_items_in_batch):
-        """``lm_loss + grounding`` with the answers' log-probabilities from the same forward
-        pass as the SFT rows (:mod:`trl_ground.fused_pass`)."""
-        rollout = self._rollout(model, inputs, truth, "train")
-        average = self.args.average_tokens_across_devices
-        factor = self.accelerator.num_processes // self.get_tp_size() if average else 1
-        pad = self.processing_class.tokenizer.pad_token_id
-        fused = fused_sft_and_answers(
-            model, inputs, rollout.samples, pad, num_items_in_batch, factor, self._spatial_merge_size, pack=self.args.pack_samples, k=rollout.k
-        )
-        self._log_sft_metrics(fused, inputs)
-        self._log_lm_loss("train", fused.lm_loss, inputs, num_items_in_batch)
-        return fused.lm_loss + self._grounding_term(rollout, fused.answer_logp, num_items_in_batch)
-
-    def _grounding_term(self, rollout: Rollout, answer_logp: torch.Tensor | None, num_items_in_batch) -> torch.Tensor:
-        """``mean(cost)`` plus, with the policy gradient, ``policy_loss_weight`` times the
-        surrogate (value 0); scaled for gradient accumulation like the LM loss. Updates the
-        K = 1 running baselines."""
-        grounding = rollout.cost.mean()
-        has_boxes = torch.as_tensor(answers_with_boxes(rollout), device=rollout.cost.device)
-        if answer_logp is not None:
-            grounding = grounding + self.args.policy_loss_weight * self._policy_surrogate(rollout, answer_logp, has_boxes)
-        if rollout.k == 1:
-            self._update_running(
-                [(self.baselines.with_boxes, rollout.cost[has_boxes]), (self.baselines.without_boxes, rollout.cost[~has_boxes])]
+        if mode == "train" and self._samples_this_step():
+            rollout = self._collect_rollout(model, inputs, truth, mode)
+            fused = fused_sft_and_answers(
+                model, inputs, rollout.samples, self.processing_class.tokenizer.pad_token_id, num_items_in_batch,
+                self._process_factor(), self._spatial_merge_size, pack=self.args.pack_samples, k=rollout.k,
             )
-        return grounding * self._grounding_scale(num_items_in_batch)
+            self._log_sft_metrics(fused, inputs)
+            self._log_lm_loss(mode, fused.lm_loss, inputs, num_items_in_batch)
+            grounding, metrics = grounding_loss(rollout, fused.answer_logp, self._policy_loss_settings())
+            self._log_means(mode, metrics)
+            loss = fused.lm_loss + grounding * self._grounding_scale(num_items_in_batch)
+            return (loss, None) if return_outputs else loss
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        self._log_lm_loss(mode, result[0] if return_outputs else result, inputs, num_items_in_batch)
+        if mode == "eval" and self.args.grounding_loss:
+            self._collect_rollout(model, inputs, truth, mode)
+        return result
 
-    def _policy_surrogate(self, rollout: Rollout, answer_logp: torch.Tensor, has_boxes: torch.Tensor) -> torch.Tensor:
-        """The REINFORCE surrogate of the rollout (value 0): its token advantages, without the
-        groups that have no spread (``drop_flat_groups``), permuted among the answers with
-        ``shuffle_advantages``, weighted for merged-weight samples."""
-        args, samples = self.args, rollout.samples
-        adv = self._token_advantages(rollout, has_boxes)
-        keep = torch.ones_like(has_boxes)
-        if args.drop_flat_groups and rollout.k > 1:
-            keep = ~flat_groups(rollout.cost, rollout.k).repeat_interleave(rollout.k)
-            adv = adv * keep.view(-1, *[1] * (adv.dim() - 1))
-        if args.shuffle_advantages:
-            adv, keep = permute_answers(adv, keep, self._shuffle_generator)
-        if samples.sampler_logprobs is not None:
-            adv = (adv if adv.dim() == 2 else adv.unsqueeze(1)) * self._importance_weights(samples, answer_logp)
-        return policy_surrogate(
-            adv, answer_logp, samples.completion_mask, loss_type=args.policy_loss_type, max_new_tokens=args.sample_max_new_tokens, keep=keep
+    def _process_factor(self) -> int:
+        """What TRL multiplies its loss by under ``average_tokens_across_devices``."""
+        return self.accelerator.num_processes // self.get_tp_size() if self.args.average_tokens_across_devices else 1
+
+    def _policy_loss_settings(self) -> PolicyLossSettings:
+        args = self.args
+        return PolicyLossSettings(
+            policy_gradient=args.grounding_gradient == "policy_gradient",
+            weight=args.policy_loss_weight,
+            loss_type=args.policy_loss_type,
+            max_new_tokens=args.sample_max_new_tokens,
+            importance_clip_max=args.sampler_importance_clip_max,
+            temperature=args.sample_temperature,
         )
 
-    def _importance_weights(self, samples, answer_logp: torch.Tensor) -> torch.Tensor:
-        """``(R, T)`` truncated ``p_train / p_sampler`` of samples drawn with merged sampling
-        weights; logs how far the two models are apart on the sampled tokens."""
-        weights = truncated_importance_weights(
-            answer_logp, samples.sampler_logprobs, self.args.sampler_importance_clip_max, self.args.sample_temperature
+    def _credit_settings(self) -> CreditSettings:
+        args = self.args
+        return CreditSettings(
+            box_credit=args.credit == "box" and self.scoring.cost == "dense",
+            dense_norm=self.scoring.dense_norm,
+            drop_flat_groups=args.drop_flat_groups,
+            shuffle=args.shuffle_advantages,
+            generator=self._shuffle_generator,
         )
-        mask = samples.completion_mask.bool()
-        gap = (answer_logp.detach().float() - samples.sampler_logprobs.float())[mask]  # empty: NaN means, not logged
-        self._log_means("train", {
-            "sampling/logp_gap_abs_mean": float(gap.abs().mean()),
-            "sampling/importance_weight_mean": float(weights[mask].mean()),
-            "sampling/importance_weight_clipped": float((weights[mask] >= self.args.sampler_importance_clip_max).float().mean()),
-        })
-        return weights
 
     def _update_running(self, updates: list[tuple[RunningBaseline, torch.Tensor]]) -> None:
         """Update each running baseline with the mean of its values over every process's (the
         running baselines must be the same on every rank: one rank saves them, every rank
         restores them); no update of one for which no process has a value."""
-        device = updates[0][1].device
-        totals = torch.stack([torch.stack([v.float().sum(), torch.tensor(float(v.numel()), device=device)]) for _, v in updates])
+        device = self.accelerator.device
+        totals = torch.stack([torch.stack([v.float().sum(), torch.tensor(float(v.numel()))]) for _, v in updates]).to(device)
         if self.accelerator.num_processes > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
         for (baseline, _), (total, count) in zip(updates, totals.tolist()):
             if count > 0:
                 baseline.update(torch.tensor(total / count))
 
-    def _token_advantages(self, rollout: Rollout, has_boxes: torch.Tensor) -> torch.Tensor:
-        """``(R,)`` answer advantages, or ``(R, T)`` token advantages with box-level credit
-        (which needs the dense scores)."""
-        running = self.baselines.per_answer(rollout.cost, has_boxes) if rollout.k == 1 else None
-        adv = advantages(rollout.cost, rollout.k, running)
-        if self.args.credit != "box" or self.scoring.cost != "dense":
-            return adv
-        samples = rollout.samples
-        tokenizer, norm = self.processing_class.tokenizer, self.scoring.dense_norm
-        token_adv, located = token_advantages(
-            rollout.scored, samples.texts, adv, samples.completion_ids, samples.completion_mask, tokenizer, norm
-        )
-        self._log_means("train", {"box_credit_fraction": located})
-        return token_adv.to(rollout.cost.device)
+    def _samples_this_step(self) -> bool:
+        return self.args.grounding_loss and self.state.global_step % self.args.sample_every_n_steps == 0
 
-    def _samples_this_step(self, mode: str) -> bool:
-        if not self.args.grounding_loss:
-            return False
-        return mode == "eval" or self.state.global_step % self.args.sample_every_n_steps == 0
-
-    def _rollout(self, model, inputs, truth, mode: str) -> Rollout:
-        """Sample K answers per prompt (greedy, K = 1 in eval), score them, log the metrics."""
+    def _collect_rollout(self, model, inputs, truth, mode: str) -> Rollout:
+        """Sample K answers per prompt (greedy, K = 1 in eval), score them, and in training
+        assign their advantages (then update the K = 1 running baselines); log the metrics."""
         args = self.args
         tokenizer = self.processing_class.tokenizer
         k = args.samples_per_prompt if mode == "train" else 1
@@ -234,6 +186,13 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
                 targets=sft_answer_ids(inputs),
             )
         rollout = score_rollout(samples, truth["gt_boxes"], truth["query_class"], k, self.scoring, time.perf_counter() - start)
+        if mode == "train":
+            if args.grounding_gradient == "policy_gradient":
+                running = self.baselines.per_answer(rollout.cost, rollout.has_boxes) if k == 1 else None
+                assign_advantages(rollout, running, self._credit_settings(), tokenizer)
+            if k == 1:
+                has = rollout.has_boxes
+                self._update_running([(self.baselines.with_boxes, rollout.cost[has]), (self.baselines.without_boxes, rollout.cost[~has])])
         self._log_means(mode, {**rollout_metrics(rollout), **split_metrics(rollout)})
         return rollout
 
@@ -248,17 +207,18 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
         return bool(self.is_fsdp_enabled or (plugin is not None and getattr(plugin, "zero_stage", 0) == 3))
 
-    def _can_fuse(self) -> bool:
-        """The fused pass mirrors SFTTrainer's default loss (see :mod:`trl_ground.fused_pass`);
-        any other loss setting takes the two-pass route."""
-        return (
-            self.args.fuse_logprob_pass
-            and self.args.grounding_gradient == "policy_gradient"
-            and self.compute_loss_func is None
-            and self.label_smoother is None
-            and self.args.loss_type == "nll"
-            and not self.aux_loss_enabled
-        )
+    def _loss_settings_the_fused_pass_lacks(self) -> str | None:
+        """The fused pass mirrors ``SFTTrainer``'s default loss (see :mod:`trl_ground.fused_pass`):
+        the first setting that would change that loss, or None."""
+        if self.compute_loss_func is not None:
+            return "a compute_loss_func"
+        if self.label_smoother is not None:
+            return f"label_smoothing_factor={self.args.label_smoothing_factor}"
+        if self.args.loss_type != "nll":
+            return f"loss_type={self.args.loss_type!r}"
+        if self.aux_loss_enabled:
+            return "the MoE router's auxiliary loss (output_router_logits)"
+        return None
 
     def _loss_is_scaled_for_ga(self, num_items_in_batch) -> bool:
         """Whether ``Trainer.training_step`` will leave the loss undivided by the

@@ -57,7 +57,7 @@ def test_qlora_trains_a_step_and_saves(tiny_model_dir, synthetic_data, tmp_path)
 def test_packed_vision_attention_and_positions_in_bf16_on_the_gpu(tiny_model_dir):
     from transformers import AutoModelForImageTextToText
 
-    from trl_ground.vision_attention import use_packed_vision_attention
+    from trl_ground.mrope import use_packed_vision_attention
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).cuda().eval()
     cfg = model.config.vision_config

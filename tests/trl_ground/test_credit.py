@@ -7,7 +7,7 @@ import torch
 from rewards import ScoringSettings
 from rewards.dense import marginal_contributions
 from rewards.layout import answer_layout
-from trl_ground.credit import segment_costs, token_advantages
+from trl_ground.rollout import segment_costs, token_advantages
 from trl_ground.policy_gradient import advantages, policy_surrogate
 from trl_ground.tiny import build_tiny_processor
 

@@ -6,7 +6,7 @@ import torch
 
 from trl_ground.batches import prompts_from_sft_batch
 from trl_ground.mrope import mrope_position_ids
-from trl_ground.vision_attention import PACKED_VISION_ATTENTION, use_packed_vision_attention
+from trl_ground.mrope import PACKED_VISION_ATTENTION, use_packed_vision_attention
 
 
 @pytest.fixture(scope="module")

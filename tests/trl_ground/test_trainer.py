@@ -4,13 +4,15 @@ import json
 
 import pytest
 import torch
+from trl import SFTTrainer
 
 from trl_ground import trainer as trainer_module
 from trl_ground.batches import Samples, prompts_from_sft_batch
 from trl_ground.config import parse_args
-from trl_ground.fused_pass import answer_logprobs
+from trl_ground.collator import GROUNDING_KEYS
+from trl_ground.fused_pass import answer_logprobs, spatial_merge_size_of
 from trl_ground.generation import sample_answers
-from trl_ground.policy_gradient import PromptTypeBaselines
+from trl_ground.policy_gradient import PromptTypeBaselines, grounding_loss
 from trl_ground.train import build_trainer
 
 from ..conftest import REPO
@@ -204,24 +206,45 @@ def test_full_fine_tuning_writes_a_full_model(tiny_model_dir, synthetic_data, tm
     assert changed  # every weight was trainable; some moved
 
 
-def test_fused_pass_gives_the_same_loss_and_gradients_as_two_passes(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
+def two_pass_loss(trainer, batch):
+    """The test oracle of the fused step: TRL's own SFT loss, then a second forward pass over
+    the sampled answers for their log-probabilities, then the same grounding loss."""
+    inputs = dict(batch)
+    truth = {k: inputs.pop(k) for k in GROUNDING_KEYS}
+    rollout = trainer._collect_rollout(trainer.model, inputs, truth, "train")
+    lm_loss = SFTTrainer.compute_loss(trainer, trainer.model, inputs)
+    answer_logp = answer_logprobs(trainer.model, rollout.samples, spatial_merge_size_of(trainer.model))
+    grounding, _ = grounding_loss(rollout, answer_logp, trainer._policy_loss_settings())
+    return lm_loss + grounding
+
+
+@pytest.mark.parametrize("extra", [(), ("--samples-per-prompt", "2", "--credit", "sequence")], ids=["default", "k2-sequence"])
+def test_fused_step_gives_the_loss_and_gradients_of_two_passes(tiny_model_dir, synthetic_data, tmp_path, monkeypatch, extra):
     force_distinct_costs(monkeypatch)
-    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, "--gradient-accumulation-steps", "1", "--sampler", "generate")
+    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, "--gradient-accumulation-steps", "1", "--sampler", "generate", *extra)
     batch = first_batch(trainer)
     # LoRA B starts at zero: give it values so that every LoRA gradient is exercised
     with torch.no_grad():
         for n, p in trainer.model.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.05)
-    results = {}
-    for fuse in (True, False):
-        trainer.args.fuse_logprob_pass = fuse
-        trainer.baselines = PromptTypeBaselines.with_momentum(0.9)
-        results[fuse] = grads_after_loss(trainer, batch, seed=7)  # same seed -> same sampled tokens
-    (loss_f, grads_f), (loss_u, grads_u) = results[True], results[False]
-    torch.testing.assert_close(loss_f, loss_u, rtol=1e-5, atol=1e-6)
-    for n, g in grads_u.items():
-        torch.testing.assert_close(grads_f[n], g, rtol=1e-4, atol=1e-6)
+    trainer.baselines = PromptTypeBaselines.with_momentum(0.9)
+    loss_f, grads_f = grads_after_loss(trainer, batch, seed=7)  # same seed -> same sampled tokens
+    trainer.baselines = PromptTypeBaselines.with_momentum(0.9)
+    trainer.model.zero_grad()
+    torch.manual_seed(7)
+    loss_u = two_pass_loss(trainer, batch)
+    loss_u.backward()
+    torch.testing.assert_close(loss_f, loss_u.detach(), rtol=1e-5, atol=1e-6)
+    for n, p in trainer.model.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(grads_f[n], p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_a_loss_setting_the_fused_pass_does_not_mirror_is_refused(tiny_model_dir, synthetic_data, tmp_path):
+    with pytest.raises(ValueError, match="label_smoothing_factor=0.1"):
+        make_trainer(tiny_model_dir, synthetic_data, tmp_path, "--label-smoothing-factor", "0.1")
+    make_trainer(tiny_model_dir, synthetic_data, tmp_path / "plain", "--label-smoothing-factor", "0.1", "--grounding-loss", "false")
 
 
 def test_resumed_k1_run_reproduces_the_uninterrupted_losses(tiny_model_dir, synthetic_data, tmp_path):

@@ -18,7 +18,7 @@ several repetitions:
   project's sampler and the fused log-prob pass; ``hybrid_step_k4_s`` with 4 answers;
   ``*_merged_*``: the same with merged sampling weights (``sampler_merged_weights``);
 - ``hybrid_packed_step_s`` (``_k4``): the hybrid step with shared-prefix packing (``pack_samples``);
-- ``hybrid_naive_step_s``: the same step with ``model.generate`` and a separate log-prob pass;
+- ``hybrid_naive_step_s``: the same step sampling with ``model.generate``;
 - ``generate_ms_per_token``: ``model.generate`` with default settings, same prompts;
 - ``sampler_ms_per_token``, ``sampler_merged_ms_per_token``: the project's sampler
   (``StaticSampler``), without / with merged weights, same prompts;
@@ -278,7 +278,7 @@ def run(argv=None) -> dict:
         save()
         print(f"{name}: {median:.3f} s, peak {peak:.1f} GB", flush=True)
 
-    hybrid = dict(grounding_loss=True, fuse_logprob_pass=True)
+    hybrid = dict(grounding_loss=True)
     variant("sft_step", args.reps, args.warmup, grounding_loss=False)
     if not args.skip_unmerged:
         variant("hybrid_step", args.reps, args.warmup, samples_per_prompt=1, **hybrid)
@@ -299,7 +299,7 @@ def run(argv=None) -> dict:
             variant("hybrid_packed_step_k4", args.reps, args.warmup, samples_per_prompt=4, pack_samples=True, **hybrid)
         trainer.args.pack_samples = False
     if not args.skip_naive:
-        variant("hybrid_naive_step", args.naive_reps, 1, samples_per_prompt=1, sampler="generate", fuse_logprob_pass=False)
+        variant("hybrid_naive_step", args.naive_reps, 1, samples_per_prompt=1, sampler="generate")
     trainer._sample = real_sample
     trainer.sampler = samplers["static"]
     samplers.clear()  # the merged copies (14 GB for the 8B model) go before the decode timings make their own

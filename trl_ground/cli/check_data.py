@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
                     help="with --tile-size: a box goes to a tile holding at least this fraction of its area")
     args = ap.parse_args(argv)
     if args.tokenizer:  # a Hub id offline fails at once, not after minutes of retries
-        from ..preflight import check_reachable
+        from ..model_source import check_reachable
 
         check_reachable(args.tokenizer, "tokenizer", "--tokenizer", "tokenizer_config.json")
     from ..data_summary import summarize

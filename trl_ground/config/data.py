@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..formats import TRAIN_FORMATS
 from ..prompts import DEFAULT_QUERY, DEFAULT_REFERRING_QUERY, DEFAULT_SYSTEM_PROMPT
 
 __all__ = ["BAD_RECORD_POLICIES", "PROMPT_MODES", "TRAIN_FORMATS", "DataArguments"]
 
 PROMPT_MODES = ("primary", "per_class", "referring")
 # What training reads directly (a Hugging Face dataset is converted once instead: its images are written out).
-TRAIN_FORMATS = ("json", "coco", "yolo", "dota")
 BAD_RECORD_POLICIES = ("error", "skip")
 
 

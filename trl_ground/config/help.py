@@ -49,7 +49,7 @@ GROUPS = {
           "drop_flat_groups", "shuffle_advantages", *_SCORING]),
         ("sampling (the answers the grounding loss scores)",
          ["samples_per_prompt", "sample_temperature", "sample_max_new_tokens", "sample_min_new_tokens",
-          "sample_every_n_steps", "sampler", "fuse_logprob_pass", "pack_samples",
+          "sample_every_n_steps", "sampler", "pack_samples",
           "sampler_merged_weights", "sampler_importance_clip_max"]),
         ("training and output", [*_TRAINING, "max_length", "remove_unused_columns"]),
     ],

@@ -5,7 +5,7 @@ defaults by ``python -m trl_ground.config.help --write-table``; a test checks th
 # fmt: off
 TRAINER_FIELDS = {
     'sft': {
-        'own': ['grounding_loss', 'grounding_gradient', 'credit', 'baseline_momentum', 'policy_loss_type', 'policy_loss_weight', 'drop_flat_groups', 'shuffle_advantages', 'samples_per_prompt', 'sample_temperature', 'sample_max_new_tokens', 'sample_min_new_tokens', 'sample_every_n_steps', 'sampler', 'fuse_logprob_pass', 'pack_samples', 'sampler_merged_weights', 'sampler_importance_clip_max', 'output_dir', 'overwrite_output_dir', 'resume_from_checkpoint', 'max_length', 'remove_unused_columns'],
+        'own': ['grounding_loss', 'grounding_gradient', 'credit', 'baseline_momentum', 'policy_loss_type', 'policy_loss_weight', 'drop_flat_groups', 'shuffle_advantages', 'samples_per_prompt', 'sample_temperature', 'sample_max_new_tokens', 'sample_min_new_tokens', 'sample_every_n_steps', 'sampler', 'pack_samples', 'sampler_merged_weights', 'sampler_importance_clip_max', 'output_dir', 'overwrite_output_dir', 'resume_from_checkpoint', 'max_length', 'remove_unused_columns'],
         'fields': {
             'grounding_loss': ["bool", "True", "Add the grounding terms (off: plain SFT).", ""],
             'grounding_gradient': ["str", "policy_gradient", "One of ('policy_gradient', 'none'): 'none' adds the terms as constants (the reference script's literal behaviour).", ""],
@@ -21,7 +21,6 @@ TRAINER_FIELDS = {
             'sample_min_new_tokens': ["int", "0", "Force at least this many tokens (benchmarks).", ""],
             'sample_every_n_steps': ["int", "1", "Sample on every N-th optimizer step.", ""],
             'sampler': ["str", "static", "'static': static KV cache + CUDA-graph decode step; 'generate': plain model.generate; 'speculative': drafts from the target answer, verified in blocks (eager).", ""],
-            'fuse_logprob_pass': ["bool", "True", "Score the sampled answers in the same forward pass as the SFT rows.", ""],
             'pack_samples': ["bool", "False", "Fused pass with each prompt once, its target and answers after it (same maths, fewer tokens; sdpa only).", ""],
             'sampler_merged_weights': ["bool", "False", "Sample with each LoRA linear merged into one dense matrix: faster decoding, costs a dense copy of the adapted linears.", ""],
             'sampler_importance_clip_max': ["float", "3.0", "Cap of the per-token importance weight p_train / p_sampler of merged-weight samples.", ""],

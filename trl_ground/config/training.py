@@ -70,7 +70,7 @@ class GroundingSFTConfig(SFTConfig):
             Which advantage each token of a sampled answer carries in the policy gradient:
             ``"box"``: a box's tokens minus its marginal contribution to the answer's dense
             score, the list's opening (through the first ``{``), its closing and the rest the
-            answer's advantage (:mod:`trl_ground.credit`; needs the dense cost, else sequence
+            answer's advantage (:mod:`trl_ground.rollout`; needs the dense cost, else sequence
             credit is used); ``"sequence"``: every token the answer's advantage.
         baseline_momentum (`float`, defaults to `0.9`):
             Momentum of the running-mean cost baselines (one for prompts with boxes, one for
@@ -115,8 +115,6 @@ class GroundingSFTConfig(SFTConfig):
             prompt's target answer verified in blocks (exact samples in fewer decode steps;
             eager, no CUDA graph yet). Chosen once (:func:`trl_ground.sampler.make_sampler`):
             under FSDP / ZeRO-3 every choice samples with ``generate``.
-        fuse_logprob_pass (`bool`, defaults to `True`):
-            Score the sampled answers in the same forward pass as the SFT rows.
         pack_samples (`bool`, defaults to `False`):
             Shared-prefix packing of the fused pass: each prompt once, followed by its target
             and its K answers under a block attention mask (:mod:`trl_ground.packing`); same
@@ -177,9 +175,6 @@ class GroundingSFTConfig(SFTConfig):
         default="static",
         metadata={"help": "'static': static KV cache + CUDA-graph decode step; 'generate': plain model.generate; "
                   "'speculative': drafts from the target answer, verified in blocks (eager)."},
-    )
-    fuse_logprob_pass: bool = field(
-        default=True, metadata={"help": "Score the sampled answers in the same forward pass as the SFT rows."}
     )
     pack_samples: bool = field(
         default=False,

@@ -25,7 +25,6 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from ..config.data import TRAIN_FORMATS
 from ..records import GroundingRecord, validate_records
 from .base import BadAnnotation, ConversionSummary
 from .coco import from_coco
@@ -44,6 +43,9 @@ __all__ = [
     "convert",
     "load_source_records",
 ]
+
+# The formats training reads directly (the others are converted first: trl-ground-convert-data)
+TRAIN_FORMATS = ("json", "coco", "yolo", "dota")
 
 logger = logging.getLogger(__name__)
 
