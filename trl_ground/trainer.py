@@ -13,7 +13,7 @@ For a batch of B prompts with ground truth, on sampling steps (R = B * K answers
     keep_i     = 0 for the answers of a prompt whose K costs are all equal (drop_flat_groups)
     logp_it    = log-probability of token t of answer i (with gradient)
     surrogate  = sum_i keep_i sum_t A_it * (logp_it - stopgrad(logp_it)) / Z
-                 Z = R' * max_new_tokens (policy_loss_type "dr_grpo"), the kept answers'
+                 Z = R' * max_completion_length (policy_loss_type "dr_grpo"), the kept answers'
                  tokens ("dapo"), or T_i per answer then the mean over answers ("grpo");
                  R' the kept answers
     grounding  = mean(cost_i) + policy_loss_weight * surrogate
@@ -46,6 +46,7 @@ from rewards import ScoringSettings
 
 from .batches import prompts_from_sft_batch
 from .collator import GROUNDING_KEYS
+from .config.training import resolve_learning_rate
 from .credit import token_advantages
 from .export import CheckpointStaging
 from .fused_pass import answer_logprobs, fused_sft_and_answers, spatial_merge_size_of
@@ -112,18 +113,49 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
     def __init__(self, *args, scoring: ScoringSettings | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.scoring = scoring if scoring is not None else ScoringSettings()
+        resolve_learning_rate(self.args, self.model)  # a config built in Python: the default that depends on LoRA
+        performance = self.args.performance
         self.baselines = PromptTypeBaselines.with_momentum(self.args.baseline_momentum)
         self._shuffle_generator = torch.Generator().manual_seed(self.args.seed)  # shuffle_advantages only
-        self._static_sampler = StaticSampler(merged_weights=self.args.sampler_merged_weights)
+        self._static_sampler = StaticSampler(merged_weights=performance.sampler_merged_weights)
         self._checkpoint_staging = CheckpointStaging()
         self._spatial_merge_size = spatial_merge_size_of(self.model)
-        if self.args.sampler_merged_weights:
+        if performance.sampler_merged_weights:
             mergeable_lora_linears(self.model)  # refuses a model without LoRA linears now, not at the first sampling step
-            if self._parameters_move():
-                logger.warning("--sampler-merged-weights has no effect under FSDP / ZeRO-3 (sampling uses generate there)")
         attention = getattr(self.model.config, "_attn_implementation", "sdpa")
-        if self.args.pack_samples and attention != "sdpa":
+        if performance.pack_samples and attention != "sdpa":
             raise ValueError(f"pack_samples needs attn_implementation='sdpa' (its block mask is 4D); this model uses {attention!r}")
+        self._warn_fallbacks()
+
+    def _warn_fallbacks(self) -> None:
+        """One warning line for each option that this run cannot honour, naming what is used instead."""
+        args, performance = self.args, self.args.performance
+        if not args.grounding_loss:
+            return
+        if args.credit == "box" and args.grounding_gradient == "policy_gradient" and self.scoring.cost != "dense":
+            logger.warning(
+                f"credit='box' falls back to 'sequence': box credit splits the dense score among the boxes, "
+                f"and cost is {self.scoring.cost!r} (set cost: dense, or credit: sequence to silence this)"
+            )
+        if self._parameters_move():
+            used = "sampler='generate'" + (" without merged weights" if performance.sampler_merged_weights else "")
+            if performance.sampler == "static":
+                logger.warning(
+                    f"sampler='static' falls back to {used}: under FSDP / ZeRO-3 the weights are gathered per call, "
+                    "and a CUDA graph keeps their addresses"
+                )
+        if performance.fuse_logprob_pass and args.grounding_gradient == "policy_gradient" and not self._can_fuse():
+            reasons = [
+                f"loss_type={args.loss_type!r}" if args.loss_type != "nll" else "",
+                "a compute_loss_func" if self.compute_loss_func is not None else "",
+                "label smoothing" if self.label_smoother is not None else "",
+                "an auxiliary loss" if self.aux_loss_enabled else "",
+            ]
+            packed = " (so pack_samples, which packs that pass, is not used either)" if performance.pack_samples else ""
+            logger.warning(
+                f"fuse_logprob_pass falls back to two forward passes{packed}: the fused pass computes SFTTrainer's "
+                f"plain NLL loss only, and this run has {', '.join(r for r in reasons if r)}"
+            )
 
     # ---- loss -------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -154,7 +186,8 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         factor = self.accelerator.num_processes // self.get_tp_size() if average else 1
         pad = self.processing_class.tokenizer.pad_token_id
         fused = fused_sft_and_answers(
-            model, inputs, rollout.samples, pad, num_items_in_batch, factor, self._spatial_merge_size, pack=self.args.pack_samples, k=rollout.k
+            model, inputs, rollout.samples, pad, num_items_in_batch, factor, self._spatial_merge_size,
+            pack=self.args.performance.pack_samples, k=rollout.k,
         )
         self._log_sft_metrics(fused, inputs)
         self._log_lm_loss("train", fused.lm_loss, inputs, num_items_in_batch)
@@ -189,21 +222,21 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         if samples.sampler_logprobs is not None:
             adv = (adv if adv.dim() == 2 else adv.unsqueeze(1)) * self._importance_weights(samples, answer_logp)
         return policy_surrogate(
-            adv, answer_logp, samples.completion_mask, loss_type=args.policy_loss_type, max_new_tokens=args.sample_max_new_tokens, keep=keep
+            adv, answer_logp, samples.completion_mask, loss_type=args.policy_loss_type, max_new_tokens=args.max_completion_length, keep=keep
         )
 
     def _importance_weights(self, samples, answer_logp: torch.Tensor) -> torch.Tensor:
         """``(R, T)`` truncated ``p_train / p_sampler`` of samples drawn with merged sampling
         weights; logs how far the two models are apart on the sampled tokens."""
         weights = truncated_importance_weights(
-            answer_logp, samples.sampler_logprobs, self.args.sampler_importance_clip_max, self.args.sample_temperature
+            answer_logp, samples.sampler_logprobs, self.args.vllm_importance_sampling_clip_max, self.args.temperature
         )
         mask = samples.completion_mask.bool()
         gap = (answer_logp.detach().float() - samples.sampler_logprobs.float())[mask]  # empty: NaN means, not logged
         self._log_means("train", {
             "sampling/logp_gap_abs_mean": float(gap.abs().mean()),
             "sampling/importance_weight_mean": float(weights[mask].mean()),
-            "sampling/importance_weight_clipped": float((weights[mask] >= self.args.sampler_importance_clip_max).float().mean()),
+            "sampling/importance_weight_clipped": float((weights[mask] >= self.args.vllm_importance_sampling_clip_max).float().mean()),
         })
         return weights
 
@@ -243,7 +276,7 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         """Sample K answers per prompt (greedy, K = 1 in eval), score them, log the metrics."""
         args = self.args
         tokenizer = self.processing_class.tokenizer
-        k = args.samples_per_prompt if mode == "train" else 1
+        k = args.num_generations if mode == "train" else 1
         prompts = prompts_from_sft_batch(inputs, tokenizer.pad_token_id)
         start = time.perf_counter()
         # TRL's helper: unwraps DDP/FSDP, gathers ZeRO-3 parameters, pauses gradient checkpointing
@@ -255,8 +288,8 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
                 prompts,
                 tokenizer,
                 k=k,
-                temperature=args.sample_temperature,
-                max_new_tokens=args.sample_max_new_tokens,
+                temperature=args.temperature,
+                max_new_tokens=args.max_completion_length,
                 do_sample=mode == "train",
                 min_new_tokens=args.sample_min_new_tokens,
             )
@@ -266,7 +299,7 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
 
     def _sample(self, model, prompts, tokenizer, **kwargs):
         with sampling_autocast(self.args, prompts.input_ids.device, model):
-            if self.args.sampler == "static" and not self._parameters_move():
+            if self.args.performance.sampler == "static" and not self._parameters_move():
                 return self._static_sampler.sample(model, prompts, tokenizer, **kwargs)
             return sample_answers(model, prompts, tokenizer, **kwargs)
 
@@ -280,7 +313,7 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         """The fused pass mirrors SFTTrainer's default loss (see :mod:`trl_ground.fused_pass`);
         any other loss setting takes the two-pass route."""
         return (
-            self.args.fuse_logprob_pass
+            self.args.performance.fuse_logprob_pass
             and self.args.grounding_gradient == "policy_gradient"
             and self.compute_loss_func is None
             and self.label_smoother is None
