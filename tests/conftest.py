@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 # A short run of the tiny model: 1 sampled answer of at most 8 tokens per prompt.
-QUICK_RUN = ("--samples-per-prompt", "1", "--sample-max-new-tokens", "8", "--logging-steps", "1")
+QUICK_RUN = ("--num-generations", "1", "--max-completion-length", "8", "--logging-steps", "1")
 
 
 def tiny_run_argv(model_dir, data, out, *extra) -> list[str]:

@@ -12,13 +12,19 @@ from trl import GRPOTrainer
 from rewards import ScoringSettings
 from rewards.grpo import GroundingReward, get_reward
 
+from .config.training import resolve_learning_rate
 from .model_card import ModelCardMixin
 
 __all__ = ["GroundingGRPOTrainer", "build_grpo_trainer", "build_rewards", "run_grpo"]
 
 
 class GroundingGRPOTrainer(ModelCardMixin, GRPOTrainer):
-    """TRL's ``GRPOTrainer`` writing the project's model cards (:mod:`trl_ground.model_card`)."""
+    """TRL's ``GRPOTrainer`` writing the project's model cards (:mod:`trl_ground.model_card`);
+    an unset ``learning_rate`` becomes 2e-4 for a LoRA model, 2e-5 for another."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        resolve_learning_rate(self.args, self.model)
 
 
 def build_rewards(names: list[str], scoring: ScoringSettings) -> list[GroundingReward]:

@@ -19,7 +19,7 @@ import logging
 
 import numpy as np
 
-from .config.trainer_fields import TRAINER_FIELDS
+from .config.source_fields import trainer_fields
 from .data import smart_resize
 from .images import IMAGE_ERRORS, image_size
 from .mrope import MERGE_SIZE, PATCH_SIZE  # the processor's own values are used when it has them
@@ -28,8 +28,8 @@ __all__ = ["DEFAULT_MAX_LENGTH", "counting_processor", "example_lengths", "image
 
 logger = logging.getLogger(__name__)
 
-# training's default max_length (the SFT config's, from the generated table: no TRL import)
-DEFAULT_MAX_LENGTH = int(TRAINER_FIELDS["sft"]["fields"]["max_length"][1])
+# training's default max_length (the SFT config's field, read from its source: no TRL import)
+DEFAULT_MAX_LENGTH = trainer_fields("sft")["max_length"].default
 _NAMED = 5
 
 

@@ -30,7 +30,6 @@ import os
 from pathlib import Path
 
 from .model_source import check_model_source, check_reachable
-from .mrope import MERGE_SIZE, PATCH_SIZE
 
 __all__ = [
     "check_config_file",
@@ -157,6 +156,8 @@ def _pixels_per_image_token(model: str) -> int:
     """Pixels one image token covers: (patch_size x merge_size)^2 from the model's processor
     files when it is a local directory, else Qwen3-VL's (16 x 2)^2 = 1024."""
     import json
+
+    from .mrope import MERGE_SIZE, PATCH_SIZE  # imports torch: not at the module's import
 
     for name in ("preprocessor_config.json", "processor_config.json"):
         file = Path(model).expanduser() / name

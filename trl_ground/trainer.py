@@ -13,7 +13,7 @@ For a batch of B prompts with ground truth, on sampling steps (R = B * K answers
     keep_i     = 0 for the answers of a prompt whose K costs are all equal (drop_flat_groups)
     logp_it    = log-probability of token t of answer i (with gradient)
     surrogate  = sum_i keep_i sum_t A_it * (logp_it - stopgrad(logp_it)) / Z
-                 Z = R' * max_new_tokens (policy_loss_type "dr_grpo"), the kept answers'
+                 Z = R' * max_completion_length (policy_loss_type "dr_grpo"), the kept answers'
                  tokens ("dapo"), or T_i per answer then the mean over answers ("grpo");
                  R' the kept answers
     grounding  = mean(cost_i) + policy_loss_weight * surrogate
@@ -47,6 +47,7 @@ from rewards import ScoringSettings
 
 from .batches import prompts_from_sft_batch, sft_answer_ids
 from .collator import GROUNDING_KEYS
+from .config.training import resolve_learning_rate
 from .decoding import sampling_autocast
 from .export import CheckpointStaging
 from .fused_pass import fused_sft_and_answers, spatial_merge_size_of
@@ -79,21 +80,34 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
     def __init__(self, *args, scoring: ScoringSettings | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.scoring = scoring if scoring is not None else ScoringSettings()
+        resolve_learning_rate(self.args, self.model)  # a config built in Python: the default that depends on LoRA
+        performance = self.args.performance
         self.baselines = PromptTypeBaselines.with_momentum(self.args.baseline_momentum)
         self._shuffle_generator = torch.Generator().manual_seed(self.args.seed)  # shuffle_advantages only
         self._checkpoint_staging = CheckpointStaging()
         self._spatial_merge_size = spatial_merge_size_of(self.model)
-        if self.args.sampler_merged_weights:
+        if performance.sampler_merged_weights:
             mergeable_lora_linears(self.model)  # refuses a model without LoRA linears now, not at the first sampling step
-        self.sampler = make_sampler(self.args.sampler, parameters_move=self._parameters_move(), merged_weights=self.args.sampler_merged_weights)
+        self.sampler = make_sampler(performance.sampler, parameters_move=self._parameters_move(), merged_weights=performance.sampler_merged_weights)
         if self.args.grounding_loss and (unsupported := self._loss_settings_the_fused_pass_lacks()):
             raise ValueError(
                 f"grounding_loss computes TRL's default SFT loss in its own forward pass and cannot combine with {unsupported}; "
                 "turn that off, or train without the grounding loss (--grounding-loss false)"
             )
         attention = getattr(self.model.config, "_attn_implementation", "sdpa")
-        if self.args.pack_samples and attention != "sdpa":
+        if performance.pack_samples and attention != "sdpa":
             raise ValueError(f"pack_samples needs attn_implementation='sdpa' (its block mask is 4D); this model uses {attention!r}")
+        self._warn_fallbacks()
+
+    def _warn_fallbacks(self) -> None:
+        """One warning line for each option that this run cannot honour, naming what is used
+        instead (the sampler's own fallback under FSDP / ZeRO-3 is logged by ``make_sampler``)."""
+        args = self.args
+        if args.grounding_loss and args.credit == "box" and args.grounding_gradient == "policy_gradient" and self.scoring.cost != "dense":
+            logger.warning(
+                f"credit='box' falls back to 'sequence': box credit splits the dense score among the boxes, "
+                f"and cost is {self.scoring.cost!r} (set cost: dense, or credit: sequence to silence this)"
+            )
 
     # ---- loss -------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -108,7 +122,7 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
             rollout = self._collect_rollout(model, inputs, truth, mode)
             fused = fused_sft_and_answers(
                 model, inputs, rollout.samples, self.processing_class.tokenizer.pad_token_id, num_items_in_batch,
-                self._process_factor(), self._spatial_merge_size, pack=self.args.pack_samples, k=rollout.k,
+                self._process_factor(), self._spatial_merge_size, pack=self.args.performance.pack_samples, k=rollout.k,
             )
             self._log_sft_metrics(fused, inputs)
             self._log_lm_loss(mode, fused.lm_loss, inputs, num_items_in_batch)
@@ -132,9 +146,9 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
             policy_gradient=args.grounding_gradient == "policy_gradient",
             weight=args.policy_loss_weight,
             loss_type=args.policy_loss_type,
-            max_new_tokens=args.sample_max_new_tokens,
-            importance_clip_max=args.sampler_importance_clip_max,
-            temperature=args.sample_temperature,
+            max_new_tokens=args.max_completion_length,
+            importance_clip_max=args.vllm_importance_sampling_clip_max,
+            temperature=args.temperature,
         )
 
     def _credit_settings(self) -> CreditSettings:
@@ -167,7 +181,7 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         assign their advantages (then update the K = 1 running baselines); log the metrics."""
         args = self.args
         tokenizer = self.processing_class.tokenizer
-        k = args.samples_per_prompt if mode == "train" else 1
+        k = args.num_generations if mode == "train" else 1
         prompts = prompts_from_sft_batch(inputs, tokenizer.pad_token_id)
         start = time.perf_counter()
         # TRL's helper: unwraps DDP/FSDP, gathers ZeRO-3 parameters, pauses gradient checkpointing
@@ -179,8 +193,8 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
                 prompts,
                 tokenizer,
                 k=k,
-                temperature=args.sample_temperature,
-                max_new_tokens=args.sample_max_new_tokens,
+                temperature=args.temperature,
+                max_new_tokens=args.max_completion_length,
                 do_sample=mode == "train",
                 min_new_tokens=args.sample_min_new_tokens,
                 targets=sft_answer_ids(inputs),

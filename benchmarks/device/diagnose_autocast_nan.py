@@ -27,7 +27,7 @@ if force:
 argv = ["--model", str(model_dir), "--train-json", str(tmp/"data"/"train.json"), "--img-root", str(tmp/"data"), "--add-negatives", "true",
   "--negative-fraction", "0.25", "--max-pixels", str(128*128), "--image-check", "false", "--system-prompt", s["system_prompt"], "--query-template", s["query_template"],
   "--output-dir", str(tmp/"out"), "--batch-size", "64", "--no-use-lora", "--no-load-in-4bit", "--gradient-checkpointing", "false", "--report-to", "none",
-  "--overwrite-output-dir", "true", "--samples-per-prompt", "2", "--sample-max-new-tokens", "64", "--lr", "6e-4", "--lr-scheduler-type", "constant",
+  "--overwrite-output-dir", "true", "--num-generations", "2", "--max-completion-length", "64", "--lr", "6e-4", "--lr-scheduler-type", "constant",
   "--max-steps", "12", "--logging-steps", "1", "--save-strategy", "no", "--max-grad-norm", "1.0", "--disable-tqdm", "true"]
 trainer = build_trainer(*parse_args(argv))
 class Check(TrainerCallback):

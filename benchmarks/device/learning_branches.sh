@@ -24,7 +24,7 @@ fi
 timeout ${TIMEOUT:-430} python3 -m trl_ground.benchmarks.learning --work-dir /tmp/w --out "$OUT/learning_$TAG.json" \
   --warm-from benchmarks/warm_start --set "branches=${BRANCHES:-[\"sft\", \"hybrid\", \"shuffled\", \"literal\"]}" \
   --set "seeds=${SEEDS:-[0, 1, 2, 3, 4]}" --set "tune=$TUNE" --set branch_steps=${STEPS:-200} --set branch_batch=${BATCH:-64} \
-  --set branch_lr=${LR:-5e-5} --set samples_per_prompt=${K:-4} --set max_new_tokens=${NEW_TOKENS:-96} \
+  --set branch_lr=${LR:-5e-5} --set num_generations=${K:-4} --set max_completion_length=${NEW_TOKENS:-96} \
   --set eval_every=${EVAL_EVERY:-50} --set branch_seconds=${BRANCH_S:-200} --set jobs=${JOBS:-16} --set timing_steps=0 \
   --set "extra_flags=$EXTRA" 2>&1 | grep -E "ready|tuning|branch .* seed|failed|Traceback|Error" | grep -v Warning
 tar -czf "$OUT/logs_$TAG.tgz" -C /tmp/w logs 2>/dev/null

@@ -140,7 +140,7 @@ def test_full_fine_tuning_keeps_fp32_masters_and_samples_under_bf16_autocast(tin
     trainer = make_trainer(
         tiny_model_dir, synthetic_data, tmp_path, "--use-lora", "false", "--bf16", "true", "--lr", "5e-5", "--weight-decay", "0",
         "--max-steps", "1", "--warmup-steps", "0", "--lr-scheduler-type", "constant", "--gradient-accumulation-steps", "1",
-        "--save-strategy", "no", "--eval-strategy", "no", "--sample-max-new-tokens", "16",
+        "--save-strategy", "no", "--eval-strategy", "no", "--max-completion-length", "16",
     )
     weight = trainer.model.model.language_model.layers[0].mlp.down_proj.weight
     assert weight.dtype == torch.float32 and trainer.args.bf16

@@ -112,7 +112,7 @@ def test_learning_benchmark_branches_are_the_flags_they_claim():
     assert (value(flags["hybrid_counts"], "--cost"), value(flags["hybrid_counts"], "--credit")) == ("counts", "sequence")
     assert (value(flags["hybrid"], "--cost"), value(flags["hybrid"], "--credit")) == ("dense", "box")
     assert (value(flags["hybrid_sequence"], "--cost"), value(flags["hybrid_sequence"], "--credit")) == ("dense", "sequence")
-    assert value(flags["grpo"], "--cost") == "dense" and value(flags["grpo"], "--num-generations") == str(s.samples_per_prompt)
+    assert value(flags["grpo"], "--cost") == "dense" and value(flags["grpo"], "--num-generations") == str(s.num_generations)
     # every branch learns at the same rate from the same warm start
     assert {value(f, "--lr") for f in flags.values()} == {str(s.branch_lr)}
     with pytest.raises(ValueError, match="unknown setting"):

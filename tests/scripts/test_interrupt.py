@@ -56,7 +56,7 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_model_dir,
 def test_a_second_ctrl_c_stops_at_once(tiny_model_dir, synthetic_data, tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
     # steps of 1,500 sampled tokens (seconds): the second Ctrl-C falls inside the step the first one waits for
-    process, _ = start_training(tiny_model_dir, synthetic_data, out, log, "--sample-max-new-tokens", "1500", "--sample-min-new-tokens", "1500")
+    process, _ = start_training(tiny_model_dir, synthetic_data, out, log, "--max-completion-length", "1500", "--sample-min-new-tokens", "1500")
     ctrl_c(process)
     while "Ctrl-C: stopping" not in log.read_text(errors="replace"):  # the first one has been taken
         assert process.poll() is None, log.read_text()

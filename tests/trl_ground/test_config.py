@@ -31,7 +31,7 @@ def test_every_shipped_config_parses(name):
     [
         (("--lora-r", "0"), "lora_r"),
         (("--grounding-gradient", "sometimes"), "grounding_gradient"),
-        (("--samples-per-prompt", "0"), "samples_per_prompt"),
+        (("--num-generations", "0"), "num_generations"),
         (("--no-use-lora", "--load-in-4bit", "true"), "load_in_4bit needs use_lora"),
         (("--iou-loss-weight", "-1"), "iou_loss_weight"),
         (("--match-method", "random"), "method"),
@@ -77,10 +77,10 @@ def test_reference_script_flags_and_defaults():
 
 def test_policy_term_flags_the_learning_benchmark_passes(tmp_path):
     flags = ["--policy-loss-type", "dapo", "--policy-loss-weight", "0.25", "--drop-flat-groups", "false", "--shuffle-advantages", "true"]
-    flags += ["--credit", "sequence", "--cost", "counts", "--samples-per-prompt", "8"]
+    flags += ["--credit", "sequence", "--cost", "counts", "--num-generations", "8"]
     _, _, scoring, cfg = parse_args(["--output-dir", str(tmp_path), *flags])
     assert (cfg.policy_loss_type, cfg.policy_loss_weight, cfg.drop_flat_groups, cfg.shuffle_advantages) == ("dapo", 0.25, False, True)
-    assert (cfg.credit, scoring.cost, cfg.samples_per_prompt) == ("sequence", "counts", 8)
+    assert (cfg.credit, scoring.cost, cfg.num_generations) == ("sequence", "counts", 8)
     _, _, _, default = parse_args(["--output-dir", str(tmp_path)])
     policy = (default.policy_loss_type, default.policy_loss_weight, default.drop_flat_groups, default.shuffle_advantages)
     assert policy == ("dr_grpo", 1.0, True, False)

@@ -317,7 +317,7 @@ def test_training_reads_yolo_directly(tiny_model_dir, source, tmp_path):
         "--config", str(REPO / "configs/demo.yaml"), "--model", str(tiny_model_dir), "--build-tiny-model", "false",
         "--train-format", "yolo", "--img-root", str(base / "images"), "--train-labels", str(labels), "--train-classes", str(classes),
         "--eval-json", str(eval_json), "--make-synthetic-data", "0", "--output-dir", str(out),
-        "--max-steps", "1", "--eval-strategy", "no", "--save-strategy", "no", "--logging-steps", "1", "--samples-per-prompt", "1",
+        "--max-steps", "1", "--eval-strategy", "no", "--save-strategy", "no", "--logging-steps", "1", "--num-generations", "1",
     ])
     trainer = run_sft(*args)
     assert trainer.state.global_step == 1 and (out / "final" / "model.safetensors").exists()  # the demo config: full fine-tuning

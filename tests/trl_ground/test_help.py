@@ -1,22 +1,96 @@
-"""The --help table of the trainer configs cannot drift from the configs; 'did you mean'."""
+"""--help reads the dataclasses' fields (the trainer configs' from their source, without
+importing TRL) and cannot drift from them; 'did you mean'."""
 
-from trl_ground.config.help import GROUPS, generate_table, option_names
+from dataclasses import MISSING, fields
+
+import pytest
+
+from trl_ground.config.help import GROUPS, LIGHT_GROUPS, format_help, option_names, option_rows
+from trl_ground.config.renamed import RENAMED
+from trl_ground.config.source_fields import NOT_LITERAL, class_chain, trainer_fields
 from trl_ground.config.suggest import did_you_mean, unknown_flags_message, unknown_keys_message
-from trl_ground.config.trainer_fields import TRAINER_FIELDS
 
 
-def test_the_static_table_matches_the_trainer_configs():
-    """Fails when a trainer config field, its default or help, or a parser default changes
-    without `python -m trl_ground.config.help --write-table`."""
-    assert generate_table() == TRAINER_FIELDS
+def _config_class(kind):
+    from trl_ground.config import GroundingGRPOConfig, GroundingSFTConfig
+
+    return GroundingSFTConfig if kind == "sft" else GroundingGRPOConfig
+
+
+@pytest.mark.parametrize("kind", ["sft", "grpo"])
+def test_the_source_reading_matches_the_imported_config(kind):
+    """Every field, its default (where a literal) and its help, as the imported class has them;
+    the chain of classes read is the class's own (its dataclass bases, subclass first)."""
+    cls = _config_class(kind)
+    chain = [(c.__module__, c.__name__) for c in cls.__mro__ if "__dataclass_fields__" in vars(c)]
+    assert class_chain(kind) == chain
+    read = trainer_fields(kind)
+    real = {f.name: f for f in fields(cls)}
+    assert set(read) == set(real)
+    for name, f in real.items():
+        default = f.default if f.default is not MISSING else f.default_factory() if f.default_factory is not MISSING else None
+        if read[name].default is not NOT_LITERAL:
+            assert read[name].default == default, name
+        if read[name].help:  # "" where the help is computed (e.g. log_level's list of levels)
+            assert read[name].help == f.metadata.get("help", ""), name
+        assert read[name].init == f.init, name
+    shown = [name for name in option_names(kind) if name in read]
+    assert [name for name in shown if read[name].default is NOT_LITERAL] == []
 
 
 def test_every_own_field_of_the_trainer_configs_has_a_group():
-    for kind, entry in TRAINER_FIELDS.items():
+    """Every field a trainer config declares is shown once, but the old names of renamed options
+    and the nested performance field (whose own fields are shown)."""
+    for kind in ("sft", "grpo"):
+        own = set(vars(_config_class(kind))["__annotations__"]) - set(RENAMED) - {"performance", "nested_settings"}
         shown = set(option_names(kind))
-        assert set(entry["own"]) <= shown, set(entry["own"]) - shown
+        assert own <= shown, own - shown
         assert len(option_names(kind)) == len(shown), "a field listed twice"
+        assert not shown & set(RENAMED)
     assert [title for title, _ in GROUPS["sft"]][:3] == ["model", "LoRA", "data"]
+
+
+@pytest.mark.parametrize("kind", ["sft", "grpo"])
+def test_help_lists_each_option_once_with_its_default(kind):
+    text = format_help(kind, f"trl-ground-{kind}", "description", width=200)
+    rows = option_rows(kind)
+    for name in option_names(kind):
+        flag = f"--{name.replace('_', '-')}"
+        lines = [line for line in text.splitlines() if line.startswith("  --") and (f" {flag} " in f" {line} " or f"{flag}," in line)]
+        assert len(lines) == 1, (name, lines)
+        default = rows[name][1]
+        entry = " ".join(text[text.index(lines[0]):].split("\n  --", 1)[0].split())
+        if default not in ("None", ""):
+            assert f"(default: {default[:20]}" in entry, name
+    for old in RENAMED:
+        assert f"--{old.replace('_', '-')} " not in text
+    if kind == "sft":
+        assert "(default: 1)" in " ".join(text.split("--num-generations", 1)[1].split("\n  --", 1)[0].split())
+
+
+def test_help_does_not_import_trl():
+    import subprocess
+    import sys
+
+    code = ("import sys; from trl_ground.config.help import format_help; format_help('sft', 'p', 'd'); "
+            "format_help('grpo', 'p', 'd'); print('trl' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_the_choices_are_named_in_the_help():
+    from trl_ground.config.training import CREDITS, GRADIENT_MODES, POLICY_LOSS_TYPES
+
+    rows = option_rows("sft")
+    for name, choices in (("credit", CREDITS), ("grounding_gradient", GRADIENT_MODES), ("policy_loss_type", POLICY_LOSS_TYPES)):
+        assert all(choice in rows[name][2] for choice in choices), name
+
+
+def test_the_light_groups_are_the_parsers():
+    from trl_ground.config.parser import GroundingParser
+
+    for kind in ("sft", "grpo"):
+        assert tuple(GroundingParser(_config_class(kind)).dataclass_types[:-1]) == LIGHT_GROUPS[kind]
 
 
 def test_did_you_mean():
@@ -32,13 +106,7 @@ def test_did_you_mean():
 
 
 def test_every_field_of_the_light_argument_groups_is_in_the_help():
-    from dataclasses import fields
-
-    from rewards import ScoringSettings
-    from trl_ground.config import DataArguments, ModelArguments
-    from trl_ground.config.help import option_names
-
     for kind in ("sft", "grpo"):
         shown = set(option_names(kind))
-        for dtype in (DataArguments, ModelArguments, ScoringSettings):
+        for dtype in LIGHT_GROUPS[kind]:
             assert {f.name for f in fields(dtype)} <= shown, (kind, dtype.__name__)

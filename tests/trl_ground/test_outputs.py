@@ -33,7 +33,7 @@ from trl_ground.run_errors import (
 from ..conftest import REPO
 
 # A short run of the tiny model: 1 sampled answer of at most 8 tokens per prompt, no evaluation.
-QUICK = ("--eval-strategy", "no", "--samples-per-prompt", "1", "--sample-max-new-tokens", "8", "--logging-steps", "1")
+QUICK = ("--eval-strategy", "no", "--num-generations", "1", "--max-completion-length", "8", "--logging-steps", "1")
 
 
 def sft_argv(tiny_model_dir, synthetic_data, out, *extra):

@@ -26,7 +26,7 @@ def test_flat_groups_and_a_zero_weight_add_no_policy_gradient(tiny_model_dir, sy
     adds nothing to the gradient, like a policy term of weight 0; kept, it does. The loss's
     value is the same in all three: the surrogate is 0."""
     force_answers(monkeypatch, lambda texts: [ONE_BOX] * len(texts))
-    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, *ACCUMULATE_ONCE, "--samples-per-prompt", "2")
+    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, *ACCUMULATE_ONCE, "--num-generations", "2")
     batch = first_batch(trainer)
     results = {}
     for name, weight, drop in (("zero weight", 0.0, False), ("dropped", 1.0, True), ("kept", 1.0, False)):
@@ -41,7 +41,7 @@ def test_flat_groups_and_a_zero_weight_add_no_policy_gradient(tiny_model_dir, sy
 
 def test_shuffled_advantages_change_the_gradient_not_the_loss_and_are_reproducible(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
     force_distinct_costs(monkeypatch)
-    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, *ACCUMULATE_ONCE, "--samples-per-prompt", "2")
+    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, *ACCUMULATE_ONCE, "--num-generations", "2")
     batch = first_batch(trainer)
     loss, grads = grads_after_loss(trainer, batch, seed=5)
     trainer.args.shuffle_advantages = True
@@ -60,7 +60,7 @@ def test_the_loss_types_differ_by_their_normalizer(tiny_model_dir, synthetic_dat
     dapo's (Z = R * L), and grpo's (each answer / L, then the mean) is dapo's."""
     far = ONE_BOX.replace("100, 100, 300, 300", "700, 700, 900, 900")
     force_answers(monkeypatch, lambda texts: [far if i % 2 else ONE_BOX for i in range(len(texts))])
-    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, *ACCUMULATE_ONCE, "--samples-per-prompt", "2")
+    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, *ACCUMULATE_ONCE, "--num-generations", "2")
     batch = first_batch(trainer)
     length = len(trainer.processing_class.tokenizer(ONE_BOX, add_special_tokens=False).input_ids) + 1
     trainer.args.policy_loss_weight = 0.0
@@ -72,15 +72,15 @@ def test_the_loss_types_differ_by_their_normalizer(tiny_model_dir, synthetic_dat
         _, grads = grads_after_loss(trainer, batch)
         policy[loss_type] = {n: g - without[n] for n, g in grads.items()}
     assert differ(policy["dapo"], {n: torch.zeros_like(g) for n, g in without.items()})
-    ratio = length / trainer.args.sample_max_new_tokens
+    ratio = length / trainer.args.max_completion_length
     for name, grad in policy["dapo"].items():
         torch.testing.assert_close(policy["dr_grpo"][name], ratio * grad, rtol=1e-3, atol=1e-7)
         torch.testing.assert_close(policy["grpo"][name], grad, rtol=1e-3, atol=1e-7)
 
 
-def test_eight_samples_per_prompt_train_a_step(tiny_model_dir, synthetic_data, tmp_path):
-    extra = ("--samples-per-prompt", "8", "--batch-size", "2", "--max-steps", "1", "--logging-steps", "1",
-             "--eval-strategy", "no", "--save-strategy", "no", "--sample-max-new-tokens", "16")
+def test_eight_generations_per_prompt_train_a_step(tiny_model_dir, synthetic_data, tmp_path):
+    extra = ("--num-generations", "8", "--batch-size", "2", "--max-steps", "1", "--logging-steps", "1",
+             "--eval-strategy", "no", "--save-strategy", "no", "--max-completion-length", "16")
     trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, *extra)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     trainer.train()

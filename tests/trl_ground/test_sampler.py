@@ -94,7 +94,7 @@ def test_the_trainer_makes_its_sampler_once_from_the_config(tiny_model_dir, synt
 def test_training_with_the_speculative_sampler(tiny_model_dir, synthetic_data, tmp_path):
     trainer = make_trainer(
         tiny_model_dir, synthetic_data, tmp_path, "--sampler", "speculative", "--max-steps", "3", "--logging-steps", "1",
-        "--eval-strategy", "steps", "--eval-steps", "3", "--save-strategy", "no", "--sample-max-new-tokens", "12",
+        "--eval-strategy", "steps", "--eval-steps", "3", "--save-strategy", "no", "--max-completion-length", "12",
     )
     sampler = trainer.sampler
     assert isinstance(sampler, SpeculativeSampler)

@@ -79,7 +79,7 @@ def test_a_model_without_lora_is_refused(tiny_model_dir):
 def test_trainer_with_merged_weights_weights_its_policy_gradient(tiny_model_dir, synthetic_data, tmp_path):
     trainer = make_trainer(
         tiny_model_dir, synthetic_data, tmp_path, "--sampler-merged-weights", "true", "--gradient-accumulation-steps", "1",
-        "--sampler-importance-clip-max", "2.0",
+        "--vllm-importance-sampling-clip-max", "2.0",
     )
     _perturb_adapters(trainer.model)
     batch = first_batch(trainer)

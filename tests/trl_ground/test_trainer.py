@@ -218,7 +218,7 @@ def two_pass_loss(trainer, batch):
     return lm_loss + grounding
 
 
-@pytest.mark.parametrize("extra", [(), ("--samples-per-prompt", "2", "--credit", "sequence")], ids=["default", "k2-sequence"])
+@pytest.mark.parametrize("extra", [(), ("--num-generations", "2", "--credit", "sequence")], ids=["default", "k2-sequence"])
 def test_fused_step_gives_the_loss_and_gradients_of_two_passes(tiny_model_dir, synthetic_data, tmp_path, monkeypatch, extra):
     force_distinct_costs(monkeypatch)
     trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, "--gradient-accumulation-steps", "1", "--sampler", "generate", *extra)
@@ -250,8 +250,8 @@ def test_a_loss_setting_the_fused_pass_does_not_mirror_is_refused(tiny_model_dir
 def test_resumed_k1_run_reproduces_the_uninterrupted_losses(tiny_model_dir, synthetic_data, tmp_path):
     """K = 1 (the shipped qlora / lora16 / full configs): the running baseline is part of the
     checkpoint, so the steps after a resume have the uninterrupted run's losses."""
-    extra = ("--samples-per-prompt", "1", "--max-steps", "4", "--save-steps", "2", "--logging-steps", "1",
-             "--eval-strategy", "no", "--sample-max-new-tokens", "24")
+    extra = ("--num-generations", "1", "--max-steps", "4", "--save-steps", "2", "--logging-steps", "1",
+             "--eval-strategy", "no", "--max-completion-length", "24")
     full = make_trainer(tiny_model_dir, synthetic_data, tmp_path / "full", *extra)
     full.train()
     state = json.loads((tmp_path / "full" / "checkpoint-2" / trainer_module.GROUNDING_STATE_FILE).read_text())
@@ -291,7 +291,7 @@ def test_staged_checkpoints_keep_track_of_the_best_one(tiny_model_dir, synthetic
 
 def test_packed_samples_train_like_unpacked_ones(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
     force_distinct_costs(monkeypatch)
-    common = ("--gradient-accumulation-steps", "1", "--samples-per-prompt", "2")
+    common = ("--gradient-accumulation-steps", "1", "--num-generations", "2")
     plain = make_trainer(tiny_model_dir, synthetic_data, tmp_path / "a", *common)
     batch = first_batch(plain)
     plain_loss, plain_grads = grads_after_loss(plain, batch)

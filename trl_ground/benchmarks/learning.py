@@ -106,7 +106,7 @@ class EvalSet:
 
         was_training = model.training
         model.eval()
-        outputs = predict(model, processor, self.items, batch_size=self.s.eval_batch, max_new_tokens=self.s.max_new_tokens,
+        outputs = predict(model, processor, self.items, batch_size=self.s.eval_batch, max_new_tokens=self.s.max_completion_length,
                           max_pixels=self.s.image_size**2, system_prompt=self.s.system_prompt, progress=False)
         model.train(was_training)
         with tempfile.TemporaryDirectory() as tmp:
@@ -216,20 +216,18 @@ def branch_flags(name: str, s: LearningBenchSettings) -> list[str]:
     """The flags that make branch ``name`` (after the common ones)."""
     if name in s.variants:
         return branch_flags(s.variants[name]["base"], s) + list(s.variants[name].get("flags", []))
-    sampled = ["--samples-per-prompt", str(s.samples_per_prompt), "--sample-max-new-tokens", str(s.max_new_tokens),
-               "--sample-temperature", str(s.temperature)]
+    temperature = ["--temperature", str(s.temperature)] if s.temperature is not None else []
+    generations = ["--num-generations", str(s.num_generations), "--max-completion-length", str(s.max_completion_length), *temperature]
     constant = ["--lr", str(s.branch_lr), "--lr-scheduler-type", "constant"]
     return constant + {
         "sft": ["--grounding-loss", "false"],
-        "literal": ["--grounding-gradient", "none", "--cost", "counts"] + sampled,
-        "hybrid_counts": ["--cost", "counts", "--credit", "sequence"] + sampled,
-        "hybrid": ["--cost", "dense", "--credit", "box"] + sampled,
-        "shuffled": ["--cost", "dense", "--credit", "box", "--shuffle-advantages", "true"] + sampled,
-        "hybrid_sequence": ["--cost", "dense", "--credit", "sequence"] + sampled,
+        "literal": ["--grounding-gradient", "none", "--cost", "counts"] + generations,
+        "hybrid_counts": ["--cost", "counts", "--credit", "sequence"] + generations,
+        "hybrid": ["--cost", "dense", "--credit", "box"] + generations,
+        "shuffled": ["--cost", "dense", "--credit", "box", "--shuffle-advantages", "true"] + generations,
+        "hybrid_sequence": ["--cost", "dense", "--credit", "sequence"] + generations,
         # same prompts per step as the other branches: batch x K completions
-        "grpo": ["--cost", "dense", "--num-generations", str(s.samples_per_prompt), "--max-completion-length",
-                 str(s.max_new_tokens), "--temperature", str(s.temperature), "--beta", "0.0",
-                 "--batch-size", str(s.branch_batch * s.samples_per_prompt)],
+        "grpo": ["--cost", "dense", *generations, "--beta", "0.0", "--batch-size", str(s.branch_batch * s.num_generations)],
     }[name]
 
 
@@ -521,7 +519,7 @@ def run_children(work: Path, runs: list[tuple], jobs: int, on_result) -> list[st
 
 
 def _child(work: Path, spec: str) -> None:
-    s = LearningBenchSettings(**json.loads((work / "settings.json").read_text()))
+    s = LearningBenchSettings.from_dict(json.loads((work / "settings.json").read_text()))
     name, seed, *candidate = spec.split(":")
     row = run_branch(work, s, name, int(seed), candidate=int(candidate[0]) if candidate else None)
     (work / "parts").mkdir(exist_ok=True)

@@ -230,7 +230,7 @@ def run(argv=None) -> dict:
     config = GroundingSFTConfig(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
         max_steps=1000, logging_steps=1000, save_strategy="no", report_to="none", bf16=not args.smoke,
-        sample_max_new_tokens=args.new_tokens, sample_min_new_tokens=args.new_tokens, learning_rate=1e-5,
+        max_completion_length=args.new_tokens, sample_min_new_tokens=args.new_tokens, learning_rate=1e-5,
     )
     trainer = GroundingSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor, data_collator=collator)
     trainer.create_optimizer_and_scheduler(num_training_steps=1000)
@@ -258,8 +258,8 @@ def run(argv=None) -> dict:
     samplers = {"static": trainer.sampler, "merged": StaticSampler(merged_weights=True), "generate": GenerateSampler()}
 
     def variant(name, reps, warmup, sampler="static", **settings):
-        for key, value in settings.items():
-            setattr(trainer.args, key, value)
+        for key, value in settings.items():  # a performance switch, or an option of the config
+            setattr(trainer.args.performance if hasattr(trainer.args.performance, key) else trainer.args, key, value)
         trainer.sampler = samplers[sampler]
         trainer._metrics["train"].clear()
         sampling_peaks.clear()
@@ -281,25 +281,25 @@ def run(argv=None) -> dict:
     hybrid = dict(grounding_loss=True)
     variant("sft_step", args.reps, args.warmup, grounding_loss=False)
     if not args.skip_unmerged:
-        variant("hybrid_step", args.reps, args.warmup, samples_per_prompt=1, **hybrid)
+        variant("hybrid_step", args.reps, args.warmup, num_generations=1, **hybrid)
         if not args.skip_k4:
-            variant("hybrid_step_k4", args.reps, args.warmup, samples_per_prompt=4, **hybrid)
+            variant("hybrid_step_k4", args.reps, args.warmup, num_generations=4, **hybrid)
     if not args.skip_merged:
         try:
-            variant("hybrid_merged_step", args.reps, args.warmup, sampler="merged", samples_per_prompt=1, **hybrid)
+            variant("hybrid_merged_step", args.reps, args.warmup, sampler="merged", num_generations=1, **hybrid)
             if not args.skip_k4:
-                variant("hybrid_merged_step_k4", args.reps, args.warmup, sampler="merged", samples_per_prompt=4, **hybrid)
+                variant("hybrid_merged_step_k4", args.reps, args.warmup, sampler="merged", num_generations=4, **hybrid)
         except Exception as err:  # noqa: BLE001 - keep the other figures of this (expensive) run
             result.setdefault("errors", {})["merged"] = repr(err)
             args.skip_merged = True
             save()
     if not args.skip_packed:
-        variant("hybrid_packed_step", args.reps, args.warmup, samples_per_prompt=1, pack_samples=True, **hybrid)
+        variant("hybrid_packed_step", args.reps, args.warmup, num_generations=1, pack_samples=True, **hybrid)
         if not args.skip_k4:
-            variant("hybrid_packed_step_k4", args.reps, args.warmup, samples_per_prompt=4, pack_samples=True, **hybrid)
-        trainer.args.pack_samples = False
+            variant("hybrid_packed_step_k4", args.reps, args.warmup, num_generations=4, pack_samples=True, **hybrid)
+        trainer.args.performance.pack_samples = False
     if not args.skip_naive:
-        variant("hybrid_naive_step", args.naive_reps, 1, samples_per_prompt=1, sampler="generate")
+        variant("hybrid_naive_step", args.naive_reps, 1, sampler="generate", num_generations=1)
     trainer._sample = real_sample
     trainer.sampler = samplers["static"]
     samplers.clear()  # the merged copies (14 GB for the 8B model) go before the decode timings make their own

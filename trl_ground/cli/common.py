@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import sys
+import warnings
 
 __all__ = [
     "DEBUG_ENV",
@@ -92,12 +93,31 @@ class _WarningLines(logging.StreamHandler):
 
 
 def show_warnings() -> None:
-    """Print the warnings of ``trl_ground`` loggers on stderr (once, however often called)."""
+    """Print the warnings of ``trl_ground`` loggers on stderr (once, however often called), and
+    a renamed option's notice (:class:`~trl_ground.config.renamed.RenamedOptionWarning`) as one
+    ``warning: ...`` line too."""
     log = logging.getLogger("trl_ground")
     if not any(isinstance(h, _WarningLines) for h in log.handlers):
         log.addHandler(_WarningLines())
     if log.getEffectiveLevel() > logging.WARNING:
         log.setLevel(logging.WARNING)
+    if not getattr(warnings.showwarning, "one_line_notices", False):
+        warnings.showwarning = _one_line_notices(warnings.showwarning)
+
+
+def _one_line_notices(show):
+    """``warnings.showwarning`` that prints a renamed option's notice as ``warning: <message>``
+    (no file and line: the option came from the command line or the config file)."""
+    from trl_ground.config.renamed import RenamedOptionWarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RenamedOptionWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    showwarning.one_line_notices = True
+    return showwarning
 
 
 def run_reporting_errors(run, *args, **kwargs) -> int:

@@ -3,8 +3,12 @@
 - :class:`DataArguments` (``config/data.py``): where the data is, prompt modes.
 - :class:`ModelArguments` (``config/model.py``): which model, QLoRA / LoRA / full.
 - :class:`rewards.ScoringSettings` (re-exported): how an answer is scored.
+- :class:`PerformanceSettings` (``config/performance.py``): the hybrid trainer's speed
+  switches (sampler, fused / packed log-prob pass, merged sampling weights), the SFT config's
+  ``performance``.
 - :class:`GroundingSFTConfig`, :class:`GroundingGRPOConfig` (``config/training.py``): TRL's
-  trainer configs plus the grounding loss, sampling and performance switches.
+  trainer configs plus the grounding loss and sampling options (TRL GRPO's names; the old
+  names in :data:`RENAMED` still work, with a warning).
 - :func:`parse_args` (``config/parser.py``): YAML + CLI into the four groups.
 
 The trainer configs import TRL; they are loaded on first use so that the light groups
@@ -15,6 +19,8 @@ from rewards import ScoringSettings
 
 from .data import PROMPT_MODES, DataArguments
 from .model import DEFAULT_MODEL, ModelArguments
+from .performance import SAMPLERS, PerformanceSettings
+from .renamed import RENAMED
 
 __all__ = [
     "CREDITS",
@@ -22,11 +28,13 @@ __all__ = [
     "GRADIENT_MODES",
     "POLICY_LOSS_TYPES",
     "PROMPT_MODES",
+    "RENAMED",
     "SAMPLERS",
     "DataArguments",
     "GroundingGRPOConfig",
     "GroundingSFTConfig",
     "ModelArguments",
+    "PerformanceSettings",
     "ScoringSettings",
     "parse_args",
 ]
@@ -35,7 +43,6 @@ _LAZY = {
     "CREDITS": "training",
     "GRADIENT_MODES": "training",
     "POLICY_LOSS_TYPES": "training",
-    "SAMPLERS": "training",
     "GroundingGRPOConfig": "training",
     "GroundingSFTConfig": "training",
     "parse_args": "parser",

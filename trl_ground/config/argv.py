@@ -6,8 +6,7 @@ reported in well under a second, not after the ~10 s TRL takes to import):
 - unknown flags and unknown keys of the ``--config`` file refused with the closest names.
 
 The names known without importing TRL are the light argument groups' fields (read live) and
-the trainer configs' options, a list generated from the full parser
-(:mod:`trl_ground.config.trainer_options`, ``python -m trl_ground.config.help --write-table``).
+the trainer configs' fields, read from their source files (:mod:`trl_ground.config.source_fields`).
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ ALIASES = {
 # TRL's ``env`` key of a config file (environment variables to set).
 _COMMAND_NAMES = {"config", "help_all"}
 _CONFIG_ONLY_KEYS = {"env"}
+_NESTED_FIELDS = {"performance"}
 
 
 def canonical(key: str) -> str:
@@ -57,15 +57,12 @@ def config_path(argv: list[str]) -> str | None:
     return argv[i + 1]
 
 
-def _light_names() -> set[str]:
+def _light_names(kind: str) -> set[str]:
     """The light groups' field names, plus ``no_<name>`` for the booleans that default to True."""
-    from rewards import ScoringSettings
-
-    from .data import DataArguments
-    from .model import ModelArguments
+    from .help import LIGHT_GROUPS
 
     names = set()
-    for dtype in (DataArguments, ModelArguments, ScoringSettings):
+    for dtype in LIGHT_GROUPS[kind]:
         for f in fields(dtype):
             names.add(f.name)
             if f.default is True and f.default_factory is MISSING:
@@ -75,9 +72,10 @@ def _light_names() -> set[str]:
 
 def known_names(kind: str) -> set[str]:
     """Every option name (underscores) the full parser of ``trl-ground-<kind>`` accepts."""
-    from .trainer_options import TRAINER_OPTIONS
+    from .source_fields import accepted_names
 
-    return _light_names() | set(TRAINER_OPTIONS[kind]) | set(ALIASES) | _COMMAND_NAMES
+    # the config's nested settings field (performance) has no flag: its group's fields do
+    return _light_names(kind) | (accepted_names(kind) - _NESTED_FIELDS) | set(ALIASES) | _COMMAND_NAMES
 
 
 def check_names(argv: list[str], kind: str, config: dict | None = None, config_file: str | None = None) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 
 __all__ = ["BENCH_BRANCHES", "LearningBenchSettings"]
+
+# old setting names -> the trainers' (TRL's) names
+RENAMED_SETTINGS = {"samples_per_prompt": "num_generations", "max_new_tokens": "max_completion_length"}
 
 # Branches the benchmark knows (what each trains: trl_ground/benchmarks/learning.py).
 BENCH_BRANCHES = ("sft", "literal", "shuffled", "hybrid_counts", "hybrid", "hybrid_sequence", "grpo")
@@ -59,8 +63,10 @@ class LearningBenchSettings:
         branches (`list[str]`): among :data:`BENCH_BRANCHES`.
         seeds (`list[int]`): one run per branch and seed.
         branch_steps, branch_batch (`int`), branch_lr (`float`, constant), branch_seconds
-        (`float`: a guard), eval_every (`int`: validation curve), samples_per_prompt (`int`:
-        K, also GRPO's group size), max_new_tokens (`int`), temperature (`float`).
+        (`float`: a guard), eval_every (`int`: validation curve), num_generations (`int`:
+        K, also GRPO's group size), max_completion_length (`int`: also the evaluation's
+        answer limit), temperature (`float` or `None`: the trainers' default).
+        (``samples_per_prompt`` and ``max_new_tokens``, the old names, are read too.)
         variants (`dict`): extra branches ``{name: {"base": branch, "flags": [...]}}``.
         tune (`dict`): ``{branch: [[flags...], ...]}``: candidate settings of a branch (its LR,
             the policy term's weight, ...), each trained once with ``tune_seed`` before the
@@ -113,9 +119,9 @@ class LearningBenchSettings:
     branch_lr: float = 5e-5
     branch_seconds: float = 480.0
     eval_every: int = 50
-    samples_per_prompt: int = 4
-    max_new_tokens: int = 96
-    temperature: float = 1.0
+    num_generations: int = 4
+    max_completion_length: int = 96
+    temperature: float | None = None
     variants: dict = field(default_factory=dict)
     tune: dict = field(default_factory=dict)
     tune_seed: int = 100
@@ -141,7 +147,7 @@ class LearningBenchSettings:
             raise ValueError(f"warm_lr_scheduler must be cosine_with_min_lr or constant_with_warmup, got {self.warm_lr_scheduler!r}")
         if "{class}" not in self.query_template:
             raise ValueError("query_template must contain {class}")
-        for name in ("n_images", "warm_batch", "branch_batch", "samples_per_prompt", "max_new_tokens", "jobs", "eval_every"):
+        for name in ("n_images", "warm_batch", "branch_batch", "num_generations", "max_completion_length", "jobs", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.val_images + self.test_images >= self.n_images:
@@ -153,8 +159,13 @@ class LearningBenchSettings:
         return cls(n_images=40, image_size=64, max_objects=3, negative_fraction=1.0, val_images=4, test_images=4, data_workers=1,
                    hidden=64, layers=2, vision_hidden=32, vision_depth=2, patch_size=16, warm_steps=2, warm_batch=4, warm_warmup_steps=1,
                    warm_seconds=600, warm_eval_every=2, warm_workers=0, seeds=[0], branch_steps=2, branch_batch=4,
-                   branch_lr=5e-4, branch_seconds=600, eval_every=2, samples_per_prompt=2, max_new_tokens=24, jobs=1,
+                   branch_lr=5e-4, branch_seconds=600, eval_every=2, num_generations=2, max_completion_length=24, jobs=1,
                    timing_steps=1, eval_batch=8)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> LearningBenchSettings:
+        """Settings from ``as_dict()``'s output (a run's ``settings.json``), the old names read too."""
+        return cls(**{_renamed(key): value for key, value in values.items()})
 
     def override(self, assignments: list[str]) -> LearningBenchSettings:
         """A copy with ``KEY=VALUE`` assignments applied (VALUE is JSON, or a plain string)."""
@@ -162,6 +173,7 @@ class LearningBenchSettings:
         changes = {}
         for item in assignments:
             key, sep, value = item.partition("=")
+            key = _renamed(key)
             if not sep or key not in known:
                 raise ValueError(f"unknown setting {key!r} in {item!r}; settings: {sorted(known)}")
             try:
@@ -176,3 +188,11 @@ class LearningBenchSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _renamed(key: str) -> str:
+    """A setting's current name, with a one-line notice for an old one."""
+    if key in RENAMED_SETTINGS:
+        warnings.warn(f"benchmark setting {key} is now {RENAMED_SETTINGS[key]}", FutureWarning, stacklevel=3)
+        return RENAMED_SETTINGS[key]
+    return key

@@ -1,13 +1,12 @@
 """The ``--help`` of ``trl-ground-sft`` and ``trl-ground-grpo``: the project's options, grouped,
-printed in well under a second because nothing here imports torch or TRL.
+each with its default, printed in well under a second because nothing here imports torch or TRL.
 
-The light argument groups (:class:`DataArguments`, :class:`ModelArguments`,
-:class:`rewards.ScoringSettings`) are read directly. The trainer configs subclass TRL's, so
-what the help shows of them (their own fields and the TRL options listed in :data:`GROUPS`,
-with the parser's defaults) lives in a table generated from them,
-:mod:`trl_ground.config.trainer_fields`; a test checks that it still matches:
-
-    python -m trl_ground.config.help --write-table     # after changing a trainer config field
+Every row comes from the dataclasses' fields, the same ones the parser reads: the light
+argument groups (:class:`DataArguments`, :class:`ModelArguments`,
+:class:`rewards.ScoringSettings`, :class:`PerformanceSettings`) directly; the trainer configs,
+which subclass TRL's, from their source files (:mod:`trl_ground.config.source_fields`: the
+field's default and ``metadata["help"]``, this project's and the installed TRL's). Nothing
+is generated or copied. A few TRL / Transformers options get shorter words here (:data:`_HELP`).
 
 ``--help-all`` prints every option, TRL's and Transformers' included (that one imports TRL).
 """
@@ -17,16 +16,22 @@ from __future__ import annotations
 import shutil
 import textwrap
 from dataclasses import MISSING, fields
-from pathlib import Path
 
 from rewards import ScoringSettings
 
 from .data import DataArguments
 from .model import ModelArguments
+from .performance import PerformanceSettings
 
-__all__ = ["GROUPS", "KINDS", "format_help", "generate_options", "generate_table", "option_names"]
+__all__ = ["GROUPS", "KINDS", "LIGHT_GROUPS", "format_help", "option_names", "option_rows"]
 
 KINDS = ("sft", "grpo")
+# The argument groups besides the trainer config that each command's parser reads (importing
+# none of them imports TRL).
+LIGHT_GROUPS = {
+    "sft": (DataArguments, ModelArguments, ScoringSettings, PerformanceSettings),
+    "grpo": (DataArguments, ModelArguments, ScoringSettings),
+}
 
 _LORA = ["lora_r", "lora_alpha", "lora_dropout", "finetune_vision_layers", "finetune_language_layers",
          "finetune_attention_modules", "finetune_mlp_modules"]
@@ -38,7 +43,7 @@ _TRAINING = ["output_dir", "per_device_train_batch_size", "gradient_accumulation
              "gradient_checkpointing", "bf16", "use_cpu", "seed", "report_to"]
 
 # (title, field names) in the order --help shows them; every field of the trainer configs'
-# own class bodies must appear here (the test of the table checks it).
+# own class bodies must appear here, but the old names of renamed options (the test checks it).
 GROUPS = {
     "sft": [
         ("model", _MODEL),
@@ -48,9 +53,9 @@ GROUPS = {
          ["grounding_loss", "grounding_gradient", "credit", "baseline_momentum", "policy_loss_type", "policy_loss_weight",
           "drop_flat_groups", "shuffle_advantages", *_SCORING]),
         ("sampling (the answers the grounding loss scores)",
-         ["samples_per_prompt", "sample_temperature", "sample_max_new_tokens", "sample_min_new_tokens",
-          "sample_every_n_steps", "sampler", "pack_samples",
-          "sampler_merged_weights", "sampler_importance_clip_max"]),
+         ["num_generations", "temperature", "max_completion_length", "sample_min_new_tokens",
+          "sample_every_n_steps", "vllm_importance_sampling_clip_max"]),
+        ("performance (speed and memory, not the loss)", [f.name for f in fields(PerformanceSettings)]),
         ("training and output", [*_TRAINING, "max_length", "remove_unused_columns"]),
     ],
     "grpo": [
@@ -65,14 +70,14 @@ GROUPS = {
 }
 
 # Defaults that depend on something else, in words.
-_DEFAULT_WORDS = {"learning_rate": "2e-4 with LoRA, 2e-5 without", "bf16": "on when the GPU supports it"}
+_DEFAULT_WORDS = {"bf16": "on when the GPU supports it"}
 # Shorter words for TRL / Transformers options whose own help is long or general.
 _HELP = {
     "max_steps": "Total optimizer steps; overrides num_train_epochs (-1: train for num_train_epochs).",
     "lr_scheduler_type": "Learning-rate schedule: linear, cosine, constant, constant_with_warmup, ...",
     "logging_steps": "Log the metrics every N optimizer steps.",
-    "save_steps": "Write a checkpoint every N optimizer steps.",
     "save_total_limit": "Keep at most this many checkpoints (the oldest are deleted).",
+    "eval_strategy": "When to evaluate: no, steps or epoch.",
     "eval_steps": "With eval_strategy steps: evaluate every N optimizer steps (default: logging_steps).",
     "per_device_eval_batch_size": "Batch size per device for evaluation.",
     "gradient_checkpointing": "Recompute activations in the backward pass: less memory, ~20% slower.",
@@ -89,25 +94,29 @@ _METAVARS = {
     "output_dir": "DIR", "adapter": "DIR", "resume_from_checkpoint": "DIR", "model": "ID_OR_DIR",
 }
 _WIDTH = 36  # the column where the help text starts
+_PLAIN_TYPES = ("int", "float", "str", "bool", "list")
 
 
-# ---- the table of the trainer configs' fields (generated) ------------------------------------
 def _type_name(tp) -> str:
-    """``int``, ``float``, ``str``, ``bool``, ``list`` or ``choice:a,b,c`` for a dataclass field type."""
+    """``int``, ``float``, ``str``, ``bool``, ``list``, ``choice:a,b,c`` (an Enum) or ``name``
+    (a choice among names that are not listed) for a field's type or its annotation text."""
     import enum
     import typing
 
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "choice:" + ",".join(str(m.value) for m in tp)
+    if isinstance(tp, str):  # annotation text: "int | None", "SchedulerType | str"
+        names = [p.strip() for p in tp.split("|") if p.strip() != "None"]
+        if not names:
+            return "str"
+        first = "list" if names[0].startswith("list") else names[0]
+        return first if first in _PLAIN_TYPES else "name"
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if typing.get_origin(tp) is list or (args and all(typing.get_origin(a) is list or a is list for a in args)):
         return "list"
     if args:
         enums = [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
         return _type_name(enums[0] if enums else args[0])
-    if isinstance(tp, str):  # postponed annotations: "int | None"
-        names = [p.strip() for p in tp.split("|") if p.strip() != "None"]
-        return "list" if names and names[0].startswith("list") else names[0] if names else "str"
     return getattr(tp, "__name__", "str")
 
 
@@ -120,108 +129,48 @@ def _first_sentence(text: str) -> str:
 def _default_text(name: str, value) -> str:
     import enum
 
+    from .source_fields import NOT_LITERAL
+
     if name in _DEFAULT_WORDS:
         return _DEFAULT_WORDS[name]
+    if value is NOT_LITERAL:
+        return ""
     if isinstance(value, enum.Enum):
         value = value.value
     return repr(value) if isinstance(value, str) and value == "" else str(value)
 
 
-def generate_table() -> dict:
-    """``{kind: {"own": [names], "fields": {name: [type, default, help, alias]}}}`` for the
-    trainer-config options of :data:`GROUPS`, read from the config classes and the parser's
-    defaults and aliases (imports TRL)."""
-    from .parser import ALIASES, REFERENCE_DEFAULTS
-    from .training import GroundingGRPOConfig, GroundingSFTConfig
-
-    light = {f.name for dtype in (DataArguments, ModelArguments, ScoringSettings) for f in fields(dtype)}
-    alias_of = {field: alias for alias, field in ALIASES.items()}
-    table = {}
-    for kind, cls in (("sft", GroundingSFTConfig), ("grpo", GroundingGRPOConfig)):
-        by_name = {f.name: f for f in fields(cls)}
-        rows = {}
-        for _, names in GROUPS[kind]:
-            for name in names:
-                if name in light:
-                    continue
-                f = by_name[name]
-                default = f.default if f.default is not MISSING else f.default_factory() if f.default_factory is not MISSING else None
-                default = REFERENCE_DEFAULTS.get(name, default)
-                text = _HELP.get(name) or _first_sentence(f.metadata.get("help", ""))
-                rows[name] = [_type_name(f.type), _default_text(name, default), text, alias_of.get(name, "")]
-        table[kind] = {"own": list(cls.__dict__.get("__annotations__", {})), "fields": rows}
-    return table
-
-
-def _write_generated(path: Path, docstring: list[str], name: str, body: list[str]) -> Path:
-    """Write a generated module: ``docstring`` (its lines), then ``name = {`` ``body`` ``}``."""
-    lines = ['"""' + docstring[0], *docstring[1:-1], docstring[-1] + '"""', "", "# fmt: off", f"{name} = {{", *body, "}", "# fmt: on", ""]
-    path.write_text("\n".join(lines))
-    return path
-
-
-def write_table(path: Path | None = None) -> Path:
-    """Regenerate :mod:`trl_ground.config.trainer_fields` from the trainer configs."""
-    import json
-
-    body = []
-    for kind, entry in generate_table().items():
-        body += [f"    {kind!r}: {{", f"        'own': {entry['own']!r},", "        'fields': {"]
-        body += [f"            {name!r}: {json.dumps(row)}," for name, row in entry["fields"].items()]
-        body += ["        },", "    },"]
-    docstring = ["The trainer configs' options as ``--help`` shows them (type, default, help, the reference",
-                 "script's alias), generated from ``GroundingSFTConfig`` / ``GroundingGRPOConfig`` and the parser's",
-                 "defaults by ``python -m trl_ground.config.help --write-table``; a test checks that it matches them."]
-    return _write_generated(Path(path) if path else Path(__file__).with_name("trainer_fields.py"), docstring, "TRAINER_FIELDS", body)
-
-
-def generate_options() -> dict:
-    """``{kind: sorted names}``: every option of the trainer configs that the full parser of
-    ``trl-ground-<kind>`` accepts, spelled with underscores (``no_<name>`` for the negated
-    booleans); the light groups' own fields are left out (read live). Imports TRL."""
-    from .parser import GroundingParser
-    from .training import GroundingGRPOConfig, GroundingSFTConfig
-
-    light = {f.name for dtype in (DataArguments, ModelArguments, ScoringSettings) for f in fields(dtype)}
-    table = {}
-    for kind, cls in (("sft", GroundingSFTConfig), ("grpo", GroundingGRPOConfig)):
-        names = {s.lstrip("-").replace("-", "_") for s in GroundingParser(cls)._option_string_actions if s.startswith("--")}
-        table[kind] = sorted(n for n in names if n not in light and n.removeprefix("no_") not in light and n != "help")
-    return table
-
-
-def write_options(path: Path | None = None) -> Path:
-    """Regenerate :mod:`trl_ground.config.trainer_options` from the full parsers."""
-    body = []
-    for kind, names in generate_options().items():
-        body.append(f"    {kind!r}: [")
-        row = "       "
-        for name in names:
-            if len(row) + len(name) + 4 > 110:
-                body.append(row)
-                row = "       "
-            row += f" {name!r},"
-        body += [row, "    ],"]
-    docstring = ["Every option of the trainer configs that ``trl-ground-sft`` / ``trl-ground-grpo`` accept, for",
-                 "checking a command line before TRL is imported (:mod:`trl_ground.config.argv`); generated by",
-                 "``python -m trl_ground.config.help --write-table``; a test checks that it matches the parsers."]
-    return _write_generated(Path(path) if path else Path(__file__).with_name("trainer_options.py"), docstring, "TRAINER_OPTIONS", body)
-
-
 # ---- the help text ----------------------------------------------------------------------------
-def _light_rows() -> dict:
+def _light_rows(kind: str) -> dict:
     rows = {}
-    for dtype in (DataArguments, ModelArguments, ScoringSettings):
+    for dtype in LIGHT_GROUPS[kind]:
         for f in fields(dtype):
             default = f.default if f.default is not MISSING else f.default_factory()
-            rows[f.name] = [_type_name(f.type), _default_text(f.name, default), f.metadata.get("help", ""), ""]
+            rows[f.name] = [_type_name(f.type), _default_text(f.name, default), f.metadata.get("help", "")]
     return rows
 
 
-def _rows(kind: str) -> dict:
-    from .trainer_fields import TRAINER_FIELDS
+def option_rows(kind: str) -> dict[str, list[str]]:
+    """``{name: [type, default, help, alias]}`` for every option ``--help`` shows for ``kind``."""
+    from .argv import ALIASES
+    from .source_fields import trainer_fields
 
-    return {**_light_rows(), **TRAINER_FIELDS[kind]["fields"]}
+    alias_of = {field: alias for alias, field in ALIASES.items()}
+    light = _light_rows(kind)
+    trainer = trainer_fields(kind)
+    rows = {}
+    for name in option_names(kind):
+        if name in light:
+            rows[name] = [*light[name], ""]
+        else:
+            f = trainer[name]
+            text = _HELP.get(name) or _first_sentence(f.help)
+            rows[name] = [_type_name(f.annotation), _default_text(name, f.default), text, alias_of.get(name, "")]
+    if "rewards" in rows:
+        from rewards.grpo import REWARDS
+
+        rows["rewards"][2] += f" Names: {', '.join(sorted(REWARDS))}."
+    return rows
 
 
 def option_names(kind: str) -> list[str]:
@@ -237,7 +186,7 @@ def _flag(name: str, type_name: str, default: str, alias: str) -> str:
     choices = type_name.split(":", 1)[1].split(",") if type_name.startswith("choice:") else []
     if 0 < len(choices) <= 4:
         metavar = "{" + ",".join(choices) + "}"
-    elif choices:
+    elif choices or type_name == "name":
         metavar = "NAME"
     elif type_name == "list":
         metavar = "NAME [NAME ...]"
@@ -259,7 +208,7 @@ def format_help(kind: str, prog: str, description: str, width: int | None = None
     """The help text of ``prog`` for the trainer ``kind``: ``description``, then ``--config``
     and the project's options by group, each with its default; TRL's behind ``--help-all``."""
     width = width or min(shutil.get_terminal_size((100, 24)).columns, 110)
-    rows = _rows(kind)
+    rows = option_rows(kind)
     lines = [f"usage: {prog} --config FILE.yaml [--OPTION VALUE ...]", "", description.strip(), "",
              "Every YAML key is also a flag (--train-json or --train_json), and flags override the file.",
              "", "options:"]
@@ -278,13 +227,3 @@ def format_help(kind: str, prog: str, description: str, width: int | None = None
 
 def _shorten(text: str, limit: int = 48) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:] == ["--write-table"]:
-        print(write_table())
-        print(write_options())
-    else:
-        sys.exit("usage: python -m trl_ground.config.help --write-table")

@@ -1,10 +1,12 @@
 """One parser for every training entry point: a YAML file (``--config``) whose keys are also
 CLI flags that override it, through TRL's ``TrlParser``.
 
-On top of TRL's defaults, the command line applies the reference script's (the Unsloth
-notebook whose behaviour this project reproduces, see the README): :data:`REFERENCE_DEFAULTS`,
-and the learning rate 2e-4 with LoRA or 2e-5 without. Its flag names work as aliases,
-on the command line and as YAML keys (:data:`ALIASES`).
+The parser adds no defaults of its own: with no flags it gives what the dataclasses give
+(``GroundingSFTConfig()``), except what depends on another group, resolved by
+:func:`finalize_args` (the learning rate, 2e-4 with LoRA or 2e-5 without). The reference
+script's flag names work as aliases, on the command line and as YAML keys (:data:`ALIASES`);
+the old names of renamed options (:data:`~trl_ground.config.renamed.RENAMED`) are the configs'
+deprecated fields, and giving both names with different values is an error.
 """
 
 from __future__ import annotations
@@ -19,21 +21,11 @@ from rewards import ScoringSettings
 from .argv import ALIASES, canonical, split_config_flag
 from .data import DataArguments
 from .model import ModelArguments
+from .renamed import RENAMED, conflict_message
 from .suggest import unknown_flags_message, unknown_keys_message
+from .training import default_learning_rate
 
-__all__ = ["ALIASES", "REFERENCE_DEFAULTS", "GroundingParser", "finalize_args", "parse_args"]
-
-# The reference script's training defaults (TRL's differ); learning_rate is resolved by
-# finalize_args once it is known whether LoRA is used.
-REFERENCE_DEFAULTS = {
-    "per_device_train_batch_size": 2,
-    "num_train_epochs": 3.0,
-    "learning_rate": None,
-    "gradient_accumulation_steps": 4,
-    "save_steps": 100,
-    "logging_steps": 10,
-}
-LORA_LEARNING_RATE, FULL_LEARNING_RATE = 2e-4, 2e-5
+__all__ = ["ALIASES", "GroundingParser", "finalize_args", "parse_args"]
 
 
 def _rewrite_aliases(argv: list[str]) -> list[str]:
@@ -49,28 +41,55 @@ def _rewrite_aliases(argv: list[str]) -> list[str]:
 
 
 class GroundingParser(TrlParser):
-    """``TrlParser`` over ``(DataArguments, ModelArguments, ScoringSettings, <trainer config>)``
-    with the reference script's defaults and aliases; unknown YAML keys fail with their names."""
+    """``TrlParser`` over ``(DataArguments, ModelArguments, ScoringSettings, <the config's nested
+    settings>, <trainer config>)`` with the reference script's aliases; unknown YAML keys and
+    flags fail with their names, and so do an option's old and new names given with different
+    values.
+
+    A nested settings object of the config (``GroundingSFTConfig.nested_settings``: the
+    ``performance`` field, a :class:`~trl_ground.config.PerformanceSettings`) is parsed as its
+    own group of plain flags, not as a flag of its own; :func:`parse_args` puts it into the config.
+    """
 
     def __init__(self, config_class):
+        self.nested = dict(getattr(config_class, "nested_settings", {}))
+        groups = (DataArguments, ModelArguments, ScoringSettings, *self.nested.values(), config_class)
+        self._given_in_file: set[str] = set()
         # no abbreviations: a typo such as --max-step must fail, not pass as --max-steps
-        super().__init__((DataArguments, ModelArguments, ScoringSettings, config_class), allow_abbrev=False)
-        self.set_defaults(**REFERENCE_DEFAULTS)
+        super().__init__(groups, allow_abbrev=False)
+
+    def _parse_dataclass_field(self, parser, field):
+        """``TrlParser``'s (a static method there), except that a nested settings field gets no
+        flag (its own group's flags fill it), only its place in the namespace."""
+        if field.name in self.nested:
+            parser.set_defaults(**{field.name: None})
+            return
+        TrlParser._parse_dataclass_field(parser, field)
+
+    def _known_names(self) -> set[str]:
+        return {f.name for dtype in self.dataclass_types for f in fields(dtype)} - set(self.nested)
 
     def set_defaults_with_config(self, **kwargs) -> list[str]:
-        known = {f.name for dtype in self.dataclass_types for f in fields(dtype)}
+        known = self._known_names()
         renamed = {canonical(k) if canonical(k) in known else k: v for k, v in kwargs.items()}
+        self._given_in_file = set(renamed)
         remaining = super().set_defaults_with_config(**renamed)
         if remaining:
             raise ValueError(unknown_keys_message([k[2:] for k in remaining[::2]], known | set(ALIASES)))
         return remaining
 
     def parse_known_args(self, args=None, namespace=None):
-        """Unknown flags fail here, before any dataclass is built, with the closest known names."""
+        """Unknown flags fail here, before any dataclass is built, with the closest known names;
+        so do an old and a new name given with different values (the config itself cannot tell
+        a new name given at its default from one not given)."""
         namespace, remaining = super().parse_known_args(args, namespace)
         if remaining:
-            known = {f.name for dtype in self.dataclass_types for f in fields(dtype)} | set(ALIASES) | {"config", "help_all"}
+            known = self._known_names() | set(ALIASES) | {"config", "help_all"}
             raise ValueError(unknown_flags_message(remaining, known))
+        given = self._given_in_file | {canonical(a.split("=", 1)[0]) for a in args or [] if a.startswith("--")}
+        for old, new in RENAMED.items():
+            if old in given and new in given and getattr(namespace, old) != getattr(namespace, new):
+                raise ValueError(conflict_message(old, getattr(namespace, old), getattr(namespace, new)))
         return namespace, remaining
 
     def error(self, message):
@@ -90,7 +109,7 @@ def finalize_args(data_args: DataArguments, model_args: ModelArguments, scoring:
     the latest checkpoint of ``output_dir``). What needs the file system (the output
     directory, the checkpoint) is checked by :func:`trl_ground.output_dir.prepare_output_dir`."""
     if config.learning_rate is None:
-        config.learning_rate = LORA_LEARNING_RATE if model_args.use_lora else FULL_LEARNING_RATE
+        config.learning_rate = default_learning_rate(model_args.use_lora)
     if config.learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {config.learning_rate}")
     if config.per_device_train_batch_size < 1:
@@ -119,6 +138,9 @@ def parse_args(argv=None, config_class=None):
     if config_class is None:
         from .training import GroundingSFTConfig as config_class
     argv = _rewrite_aliases(list(sys.argv[1:] if argv is None else argv))
-    data_args, model_args, scoring, config = GroundingParser(config_class).parse_args_and_config(argv)
+    parser = GroundingParser(config_class)
+    data_args, model_args, scoring, *nested, config = parser.parse_args_and_config(argv)
+    for name, settings in zip(parser.nested, nested):
+        setattr(config, name, settings)
     finalize_args(data_args, model_args, scoring, config)
     return data_args, model_args, scoring, config
