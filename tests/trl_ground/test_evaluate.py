@@ -7,7 +7,8 @@ import logging
 import numpy as np
 import pytest
 
-from trl_ground.data import DataArguments, build_examples
+from trl_ground.config.data import DataArguments
+from trl_ground.data import build_examples
 from trl_ground.evaluate import evaluate, markdown_report
 from trl_ground.metrics import answer_statistics, duplicate_boxes
 from trl_ground.records import load_records

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trl_ground.data import DataArguments, ImageLoader, build_dataset
+from trl_ground.config.data import DataArguments
+from trl_ground.data import ImageLoader, build_dataset
 from trl_ground.images import check_image, open_rgb, to_rgb
 from trl_ground.records import load_records
 
