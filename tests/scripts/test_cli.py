@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from ..conftest import REPO
+from tests.helpers import REPO
 
 
 def run(*args):

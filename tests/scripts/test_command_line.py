@@ -15,8 +15,7 @@ from trl_ground.config.argv import check_names, config_path, split_config_flag
 from trl_ground.config.help import generate_options
 from trl_ground.config.trainer_options import TRAINER_OPTIONS
 
-from ..conftest import REPO
-from .test_front_door import DEMO, one_line_error
+from tests.helpers import DEMO, REPO, one_line_error
 
 
 def test_the_options_table_matches_the_parsers():

@@ -12,21 +12,9 @@ import pytest
 from trl_ground.cli.grpo_ground import main as grpo_main
 from trl_ground.cli.sft_ground import main as sft_main
 
-from ..conftest import REPO
+from tests.helpers import DEMO, REPO, one_line_error
 
-DEMO = str(REPO / "configs" / "demo.yaml")
 QLORA = str(REPO / "configs" / "qlora.yaml")
-
-
-def one_line_error(capsys, main, argv, *needles):
-    """``main(argv)`` exits 2 with exactly one ``error:`` line on stderr holding ``needles``."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def test_config_file_mistakes(capsys, tmp_path):

@@ -130,7 +130,7 @@ def test_a_run_is_checked_before_anything_loads(monkeypatch, synthetic_data, tin
     from trl_ground.config import parse_args
 
     train_json, _, root = synthetic_data
-    from ..conftest import REPO
+    from tests.helpers import REPO
 
     argv = ["--config", str(REPO / "configs" / "demo.yaml"), "--model", str(tiny_model_dir), "--train-json", str(train_json), "--img-root", str(root),
             "--eval-json", str(tmp_path / "absent.json"), "--output-dir", str(tmp_path / "run")]

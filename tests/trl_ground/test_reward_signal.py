@@ -48,7 +48,7 @@ def test_check_reward_signal_script_samples_and_reports(tiny_model_dir, syntheti
     import subprocess
     import sys
 
-    from ..conftest import REPO
+    from tests.helpers import REPO
 
     train, _, root = synthetic_data
     out = tmp_path / "signal.json"

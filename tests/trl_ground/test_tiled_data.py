@@ -8,8 +8,7 @@ import numpy as np
 from trl_ground.config import parse_args
 from trl_ground.train import build_trainer
 
-from ..conftest import REPO
-from ..crowded_images import crowded_image
+from tests.helpers import REPO, crowded_image
 
 
 def argv(tiny_model_dir, train, root, out, *extra):
