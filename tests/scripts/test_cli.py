@@ -124,9 +124,14 @@ def test_learning_benchmark_branches_are_the_flags_they_claim():
 @pytest.mark.slow
 def test_step_benchmark_modes_for_16_bit_lora_and_crowded_answers(tmp_path):
     out = tmp_path / "step.json"
-    r = run("scripts/bench_step.py", "--smoke", "--lora16", "--answer-boxes", "6", "--skip-naive", "--out", str(out))
+    # the modes' own part: the 16-bit base and a hybrid step sampling answers as long as the
+    # targets (the other variants are the smoke run's)
+    r = run("scripts/bench_step.py", "--smoke", "--lora16", "--answer-boxes", "6", "--skip-naive", "--skip-k4", "--skip-merged",
+            "--skip-packed", "--skip-decode", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
-    settings = json.loads(out.read_text())["settings"]
+    result = json.loads(out.read_text())
+    settings = result["settings"]
+    assert result["hybrid_step_s"] > 0 and "hybrid_step_k4_s" not in result and "sampler_ms_per_token" not in result
     assert settings["answer_boxes"] == 6 and settings["quantization"].startswith("none")
     # six boxes of JSON, label included: the sampled answers are as long as the targets
     assert settings["new_tokens_forced"] > 6 * 20
