@@ -138,10 +138,12 @@ def test_step_benchmark_modes_for_16_bit_lora_and_crowded_answers(tmp_path):
 
 
 @pytest.mark.slow
-def test_drafts_benchmark_on_the_committed_warm_start(tmp_path):
+def test_drafts_benchmark_on_the_committed_warm_start(tmp_path, monkeypatch):
+    from trl_ground.benchmarks.drafts import main
+
+    monkeypatch.chdir(REPO)  # in-process (a subprocess would import torch and transformers again)
     out = tmp_path / "drafts.json"
-    r = run("scripts/bench_drafts.py", "--prompts", "4", "--blocks", "2", "--max-new-tokens", "24", "--out", str(out))
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert main(["--prompts", "4", "--blocks", "2", "--max-new-tokens", "24", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     spec = result["speculative"]["block_2"]
     assert 0.0 <= spec["acceptance"] <= 1.0 and 1.0 <= spec["tokens_per_decode_step"] <= 3.0
