@@ -1,18 +1,14 @@
 """Shared fixtures: a tiny offline Qwen3-VL and a small synthetic dataset, built once."""
 
 import os
-from pathlib import Path
 
 import pytest
+
+from tests.helpers import REAL_PROCESSOR, tiny_run_argv
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_ASSETS = REPO.parent / "shared" / "assets"
-REAL_PROCESSOR = SHARED_ASSETS / "qwen3vl-processor"
-REAL_CONFIGS = SHARED_ASSETS / "qwen3vl-configs"
 
 
 @pytest.fixture(scope="session")
@@ -48,19 +44,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-# A short run of the tiny model: 1 sampled answer of at most 8 tokens per prompt.
-QUICK_RUN = ("--num-generations", "1", "--max-completion-length", "8", "--logging-steps", "1")
-
-
-def tiny_run_argv(model_dir, data, out, *extra) -> list[str]:
-    """``trl-ground-sft`` arguments: the demo config on ``model_dir`` and ``data`` (the
-    ``synthetic_data`` fixture), writing to ``out``; ``extra`` flags last."""
-    train, test, root = data
-    return ["--config", str(REPO / "configs/demo.yaml"), "--model", str(model_dir), "--build-tiny-model", "false",
-            "--train-json", str(train), "--eval-json", str(test), "--img-root", str(root), "--make-synthetic-data", "0",
-            "--output-dir", str(out), "--overwrite-output-dir", "false", *QUICK_RUN, *extra]
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def trainer(tiny_model_dir, synthetic_data, tmp_path_factory):
-    from ..trl_ground.test_trainer import make_trainer
+    from tests.helpers import make_trainer
 
     return make_trainer(tiny_model_dir, synthetic_data, tmp_path_factory.mktemp("gpu"), "--bf16", "false")
 
@@ -40,7 +40,7 @@ def test_qlora_trains_a_step_and_saves(tiny_model_dir, synthetic_data, tmp_path)
     from trl_ground.config import parse_args
     from trl_ground.train import run_sft
 
-    from ..conftest import REPO
+    from tests.helpers import REPO
 
     train, test, root = synthetic_data
     trainer = run_sft(*parse_args([
@@ -81,13 +81,12 @@ def test_merged_sampling_weights_of_a_4bit_model_sample_its_tokens(tiny_model_di
     from trl_ground.static_sampler import StaticSampler
     from trl_ground.decoding import sampling_autocast
 
-    from ..trl_ground.test_sampling_weights import _perturb_adapters
-    from ..trl_ground.test_trainer import make_trainer
+    from tests.helpers import make_trainer, perturb_adapters
 
     trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, "--load-in-4bit", "true", "--bf16", "true",
                            "--sampler-merged-weights", "true", "--gradient-accumulation-steps", "1")
     model = trainer.model
-    _perturb_adapters(model)
+    perturb_adapters(model)
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     tok = trainer.processing_class.tokenizer
     prompts = prompts_from_sft_batch(batch, tok.pad_token_id)
@@ -135,7 +134,7 @@ def test_full_fine_tuning_keeps_fp32_masters_and_samples_under_bf16_autocast(tin
     the hybrid step's static sampler (CUDA graph) on the fp32 model in fp32 (under autocast
     its cache once got fp32 keys and bf16 values: ``index_copy_(): Float and BFloat16``),
     and an AdamW step of 5e-5 that moves a weight of 0.2."""
-    from ..trl_ground.test_trainer import make_trainer
+    from tests.helpers import make_trainer
 
     trainer = make_trainer(
         tiny_model_dir, synthetic_data, tmp_path, "--use-lora", "false", "--bf16", "true", "--lr", "5e-5", "--weight-decay", "0",

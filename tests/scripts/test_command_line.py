@@ -5,7 +5,6 @@ before TRL is imported, ``--max-length`` checked against the image tokens, and t
 import json
 import subprocess
 import sys
-import time
 
 from PIL import Image
 
@@ -13,8 +12,7 @@ from trl_ground.cli.check_data import main as check_data_main
 from trl_ground.cli.sft_ground import main as sft_main
 from trl_ground.config.argv import check_names, config_path, known_names, split_config_flag
 
-from ..conftest import REPO
-from .test_front_door import DEMO, one_line_error
+from tests.helpers import DEMO, REPO, one_line_error
 
 
 def test_the_names_known_without_trl_are_the_parsers():
@@ -62,17 +60,15 @@ def test_names_checked_without_trl():
 
 
 def test_unknown_flag_reported_before_trl_is_imported():
-    """Measured: ~11 s before (TRL imported first), under 1 s now on the development machine."""
+    """Measured: ~11 s before (TRL imported first), under 1 s now on the development machine.
+    Checked by what the process imported, not by a time bound (which fails on a loaded machine)."""
     code = (
         "import sys; from trl_ground.cli.sft_ground import main; rc = main(['--config', sys.argv[1], '--lora-rr', '3']);"
-        "print('trl' in sys.modules, 'torch' in sys.modules, rc)"
+        "print('trl' in sys.modules, 'torch' in sys.modules, 'transformers' in sys.modules, rc)"
     )
-    start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, DEMO], capture_output=True, text=True, cwd=REPO, timeout=120)
-    elapsed = time.perf_counter() - start
-    assert done.stdout.split() == ["False", "False", "2"], done.stdout + done.stderr
+    assert done.stdout.split() == ["False", "False", "False", "2"], done.stdout + done.stderr
     assert "unknown option --lora-rr (did you mean --lora-r" in done.stderr
-    assert elapsed < 8, elapsed  # the full import of TRL alone takes longer than this on the test machines
 
 
 def test_max_length_below_the_image_tokens(capsys, synthetic_data, tiny_model_dir, tmp_path):

@@ -10,8 +10,7 @@ import pytest
 
 from trl_ground.records import load_records
 
-from ..conftest import REPO
-from ..trl_ground.format_sources import make_truth, write_coco, write_dota, write_hf, write_yolo
+from tests.helpers import REPO, make_truth, write_coco, write_dota, write_hf, write_yolo
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from ..conftest import REPO
+from tests.helpers import REPO
 
 ACCELERATE_CONFIGS = ["ddp", "fsdp_qlora", "zero2", "zero3"]
 

@@ -5,28 +5,15 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 
 import pytest
 
 from trl_ground.cli.grpo_ground import main as grpo_main
 from trl_ground.cli.sft_ground import main as sft_main
 
-from ..conftest import REPO
+from tests.helpers import DEMO, REPO, one_line_error
 
-DEMO = str(REPO / "configs" / "demo.yaml")
 QLORA = str(REPO / "configs" / "qlora.yaml")
-
-
-def one_line_error(capsys, main, argv, *needles):
-    """``main(argv)`` exits 2 with exactly one ``error:`` line on stderr holding ``needles``."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def test_config_file_mistakes(capsys, tmp_path):
@@ -92,24 +79,26 @@ def test_small_commands_share_the_one_line_errors(capsys, tmp_path):
     one_line_error(capsys, check_main, ["--train-json", str(tmp_path / "x.json")], "required", "--img-root")
 
 
+# What takes seconds to import (TRL alone took ~10 s on the test machines); --help needs none.
+HEAVY = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
+
+
 def help_of(module, *flags):
-    """``python -m <module> <flags>``: (stdout, seconds, modules that were imported)."""
-    code = (f"import sys, time; t = time.perf_counter(); from {module} import main; main({list(flags)!r}); "
-            "print('@@', time.perf_counter() - t, 'torch' in sys.modules, 'trl' in sys.modules)")
-    start = time.perf_counter()
+    """``python -m <module> <flags>`` in a fresh interpreter: (stdout, the modules of
+    :data:`HEAVY` that it imported)."""
+    code = f"import sys; from {module} import main; main({list(flags)!r}); print('@@', *[m for m in {HEAVY!r} if m in sys.modules])"
     env = {**os.environ, "COLUMNS": "100"}  # the help wraps to the terminal's width
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
-    wall = time.perf_counter() - start
     assert r.returncode == 0, r.stderr[-2000:]
     text, _, tail = r.stdout.rpartition("@@")
-    _, torch_loaded, trl_loaded = tail.split()
-    return text, wall, torch_loaded == "True" or trl_loaded == "True"
+    return text, tail.split()
 
 
 @pytest.mark.parametrize("module", ["trl_ground.cli.sft_ground", "trl_ground.cli.grpo_ground"])
 def test_help_is_fast_and_grouped(module):
-    text, seconds, heavy = help_of(module, "--help")
-    assert not heavy and seconds < 2.0, (seconds, heavy)
+    # fast: measured by what it does not import (a time bound failed on a loaded machine)
+    text, heavy = help_of(module, "--help")
+    assert heavy == [], heavy
     assert "examples:" in text and "--config configs/" in text
     options = text.index("\noptions:")
     assert text.index("--config FILE.yaml", options) < text.index("\nmodel:")
@@ -124,7 +113,7 @@ def test_help_is_fast_and_grouped(module):
 
 
 def test_help_all_lists_every_option():
-    text, _, _ = help_of("trl_ground.cli.sft_ground", "--help-all")
+    text, _ = help_of("trl_ground.cli.sft_ground", "--help-all")
     assert text.index("\nmodel:") < text.index("every option (TRL's and Transformers' included)") < text.index("--adam_beta1")
 
 

@@ -10,7 +10,7 @@ import time
 
 from trl_ground.interrupt import resume_command
 
-from ..conftest import REPO, tiny_run_argv
+from tests.helpers import REPO, tiny_run_argv
 
 
 def start_training(tiny_model_dir, synthetic_data, out, log, *extra):

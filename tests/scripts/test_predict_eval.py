@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from ..conftest import REPO
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from trl_ground.cli.predict_bbox import main as predict_main
 from trl_ground.model_source import ModelSource, is_adapter_dir, resolve_model_source
 
-from .test_front_door import one_line_error
+from tests.helpers import one_line_error
 
 
 def predict_args(model, synthetic_data, out, *extra):

@@ -7,7 +7,7 @@ import pytest
 from rewards import ScoringSettings
 from trl_ground.config import DataArguments, GroundingGRPOConfig, GroundingSFTConfig, ModelArguments, parse_args
 
-from ..conftest import REPO
+from tests.helpers import REPO
 
 SFT_CONFIGS = ["qlora", "lora16", "full", "demo"]
 GRPO_CONFIGS = ["grpo", "grpo_demo"]

@@ -2,6 +2,7 @@
 
 import json
 
+from trl_ground.cli.demo_summary import main
 from trl_ground.demo_summary import grpo_summary, sft_summary
 
 
@@ -53,3 +54,12 @@ def test_grpo_summary_signal_or_why_not(tmp_path):
 def test_answering_empty_everywhere_is_named(tmp_path):
     text = sft_summary(write_run(tmp_path, metrics(0.0, 1.0, 0.0, 0.0), []))
     assert "answers [] (no box) to nearly every prompt" in text and "100% of the prompts with boxes" in text
+
+
+def test_the_command_prints_the_summary_of_either_demo(tmp_path, capsys):
+    run = write_run(tmp_path, metrics(0.6, 0.1, 0.0, 0.8), [{"step": 2, "frac_reward_zero_std": 1.0, "grad_norm": 0.0, "reward": -2.0}])
+    assert main([str(run)]) == 0
+    assert capsys.readouterr().out == sft_summary(run) + "\n"
+    assert main([str(run), "--grpo"]) == 0
+    assert "No learning signal" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing")]) == 2 and capsys.readouterr().err.startswith("error:")

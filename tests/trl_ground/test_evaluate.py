@@ -218,7 +218,7 @@ def test_script_exits_non_zero_without_traceback(gt, tmp_path):
     import subprocess
     import sys
 
-    from ..conftest import REPO
+    from tests.helpers import REPO
 
     (tmp_path / "empty.json").write_text("")
     r = subprocess.run([sys.executable, "scripts/eval_bbox.py", "--pred", str(tmp_path / "empty.json"), "--gt", str(gt),

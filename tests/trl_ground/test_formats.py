@@ -11,8 +11,7 @@ from trl_ground.formats import FORMATS, convert, load_source_records
 from trl_ground.formats.coco_results import coco_results, write_coco_results
 from trl_ground.records import load_records
 
-from ..conftest import REPO
-from .format_sources import COCO_IDS, H, W, dota_class, make_truth, write_coco, write_dota, write_hf, write_yolo
+from tests.helpers import COCO_IDS, H, REPO, W, dota_class, make_truth, write_coco, write_dota, write_hf, write_yolo
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from trl_ground.batches import prompts_from_sft_batch
 from trl_ground.fused_pass import answer_logprobs, fused_sft_and_answers
 from trl_ground.generation import sample_answers
 
-from .test_trainer import first_batch, make_trainer
+from tests.helpers import first_batch, make_trainer
 
 
 @pytest.mark.parametrize("normalizer", [None, 37])

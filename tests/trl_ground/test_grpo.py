@@ -7,7 +7,7 @@ from rewards import ScoringSettings
 from trl_ground.config import GroundingGRPOConfig, parse_args
 from trl_ground.grpo import build_rewards, run_grpo
 
-from ..conftest import REPO
+from tests.helpers import REPO
 
 
 def grpo_args(tiny_model_dir, synthetic_data, out, *extra):

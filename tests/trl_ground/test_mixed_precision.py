@@ -10,7 +10,7 @@ from trl_ground.batches import prompts_from_sft_batch
 from trl_ground.config import ModelArguments
 from trl_ground.static_sampler import StaticSampler
 
-from .test_trainer import make_trainer
+from tests.helpers import make_trainer
 
 
 def test_weight_dtype_full_fine_tuning_is_fp32_lora_base_is_the_compute_dtype(monkeypatch):

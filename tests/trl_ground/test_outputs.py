@@ -30,7 +30,7 @@ from trl_ground.run_errors import (
     verify_checkpoint,
 )
 
-from ..conftest import REPO
+from tests.helpers import REPO
 
 # A short run of the tiny model: 1 sampled answer of at most 8 tokens per prompt, no evaluation.
 QUICK = ("--eval-strategy", "no", "--num-generations", "1", "--max-completion-length", "8", "--logging-steps", "1")

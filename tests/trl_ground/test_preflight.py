@@ -1,6 +1,5 @@
 """The checks of a training run, made before anything loads (trl_ground/preflight.py)."""
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -79,26 +78,45 @@ def _online(monkeypatch, endpoint):
     monkeypatch.setattr(constants, "ENDPOINT", endpoint)
 
 
+def _record_connections(monkeypatch):
+    """Every TCP connection this process opens (the Hub's HTTP client's included), as
+    ``(address, timeout)``; they still go through."""
+    import socket
+
+    calls, real = [], socket.create_connection
+
+    def recorded(address, timeout=socket.getdefaulttimeout(), *args, **kwargs):
+        calls.append((tuple(address), timeout))
+        return real(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", recorded)
+    return calls
+
+
 def test_uncached_hub_model_fails_fast_offline(monkeypatch, tmp_path):
+    """Fast: not one connection is tried (no wait on the network, no retries)."""
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.perf_counter()
+    connections = _record_connections(monkeypatch)
     with pytest.raises(ValueError, match="not in the local Hugging Face cache and HF_HUB_OFFLINE is set.*point --model at"):
         preflight.check_model(SimpleNamespace(model="someone/uncached-model", adapter=None))
-    assert time.perf_counter() - start < 2.0
+    assert connections == []
 
 
 def test_uncached_hub_model_fails_fast_when_the_hub_is_unreachable(monkeypatch, tmp_path):
+    """Fast: one connection attempt to the endpoint with the short timeout, then the error (no
+    HTTP request with its retries)."""
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     _online(monkeypatch, "http://127.0.0.1:9")  # the discard port: nothing listens, the connection is refused
-    start = time.perf_counter()
+    connections = _record_connections(monkeypatch)
     with pytest.raises(ValueError, match="cannot reach the Hugging Face Hub.*point --model at"):
         preflight.check_model(SimpleNamespace(model="someone/uncached-model", adapter=None))
-    assert time.perf_counter() - start < 2.0
+    assert connections == [(("127.0.0.1", 9), preflight.HUB_TIMEOUT_S)]
+    assert preflight.HUB_TIMEOUT_S <= 2
 
 
 def test_cached_model_with_the_hub_unreachable_switches_to_offline(monkeypatch, tmp_path):
@@ -130,7 +148,7 @@ def test_a_run_is_checked_before_anything_loads(monkeypatch, synthetic_data, tin
     from trl_ground.config import parse_args
 
     train_json, _, root = synthetic_data
-    from ..conftest import REPO
+    from tests.helpers import REPO
 
     argv = ["--config", str(REPO / "configs" / "demo.yaml"), "--model", str(tiny_model_dir), "--train-json", str(train_json), "--img-root", str(root),
             "--eval-json", str(tmp_path / "absent.json"), "--output-dir", str(tmp_path / "run")]

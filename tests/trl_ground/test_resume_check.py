@@ -10,7 +10,7 @@ from trl_ground.config import ModelArguments
 from trl_ground.resume_check import check_resume_setup, setup_differences
 from trl_ground.run_errors import OutputError
 
-from ..conftest import tiny_run_argv
+from tests.helpers import tiny_run_argv
 
 
 def lora_args(model, **changes):

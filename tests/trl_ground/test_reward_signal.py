@@ -43,29 +43,23 @@ def test_bad_shapes_are_refused():
         signal_report(["[]"] * 4, [[]], k=2)
 
 
-def test_check_reward_signal_script_samples_and_reports(tiny_model_dir, synthetic_data, tmp_path):
+def test_check_reward_signal_command_samples_and_reports(tiny_model_dir, synthetic_data, tmp_path, capsys):
     import json
-    import subprocess
-    import sys
 
-    from ..conftest import REPO
+    from trl_ground.cli.check_reward_signal import main
 
     train, _, root = synthetic_data
     out = tmp_path / "signal.json"
-    r = subprocess.run(
-        [sys.executable, "scripts/check_reward_signal.py", "--model", str(tiny_model_dir), "--test-json", str(train),
-         "--img-root", str(root), "--add-negatives", "--limit", "4", "--k", "2", "--temperature", "0.7", "1.0",
-         "--max-new-tokens", "12", "--max-pixels", str(64 * 64), "--out", str(out)],
-        capture_output=True, text=True, cwd=REPO,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert main(["--model", str(tiny_model_dir), "--test-json", str(train), "--img-root", str(root), "--add-negatives", "--limit", "4",
+                 "--k", "2", "--temperature", "0.7", "1.0", "--max-new-tokens", "12", "--max-pixels", str(64 * 64), "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
     reports = json.loads(out.read_text())
     assert [(x["temperature"], x["variant"]) for x in reports] == [(t, v) for t in (0.7, 1.0) for v in DEFAULT_VARIANTS]
     for x in reports:
         assert x["k"] == 2 and x["positives"]["prompts"] + x["negatives"]["prompts"] == 4
         assert 0.0 <= x["zero_spread_fraction"] <= 1.0
-    assert "zero_spread_fraction" in r.stdout and "positives.empty_wins" in r.stdout and "counts" in r.stdout
-    assert "signal" in r.stdout.strip().splitlines()[-2]  # the conclusion, before the path of the JSON
+    assert "zero_spread_fraction" in stdout and "positives.empty_wins" in stdout and "counts" in stdout
+    assert "signal" in stdout.strip().splitlines()[-2]  # the conclusion, before the path of the JSON
 
 
 def test_conclusion_says_what_the_signal_will_teach():

@@ -10,22 +10,13 @@ from trl_ground.fused_pass import answer_logprobs
 from trl_ground.sampling_weights import MergedSamplingWeights
 from trl_ground.static_sampler import StaticSampler
 
-from .test_trainer import first_batch, make_trainer
-
-
-def _perturb_adapters(model, seed=0):
-    """LoRA B starts at zero (merging would change nothing): give every adapter a real delta."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
+from tests.helpers import first_batch, make_trainer, perturb_adapters
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir, synthetic_data, tmp_path_factory):
     trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path_factory.mktemp("sw"))
-    _perturb_adapters(trainer.model)
+    perturb_adapters(trainer.model)
     tok = trainer.processing_class.tokenizer
     return trainer.model, prompts_from_sft_batch(first_batch(trainer), tok.pad_token_id), tok
 
@@ -81,7 +72,7 @@ def test_trainer_with_merged_weights_weights_its_policy_gradient(tiny_model_dir,
         tiny_model_dir, synthetic_data, tmp_path, "--sampler-merged-weights", "true", "--gradient-accumulation-steps", "1",
         "--vllm-importance-sampling-clip-max", "2.0",
     )
-    _perturb_adapters(trainer.model)
+    perturb_adapters(trainer.model)
     batch = first_batch(trainer)
     loss = trainer.compute_loss(trainer.model, dict(batch))
     loss.backward()

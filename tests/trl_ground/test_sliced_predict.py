@@ -9,7 +9,7 @@ from trl_ground.predict import PredictionItem
 from trl_ground.sliced_predict import SliceSettings, iter_sliced_predictions
 from trl_ground.tiling import boxes_to_tile
 
-from ..crowded_images import crowded_image
+from tests.helpers import crowded_image
 
 # x in pixels of a 1000 x 600 image cut into 512 px tiles with 128 px overlap: tiles start at x 0, 384, 488
 TRUTH_PX = np.array([

@@ -11,7 +11,7 @@ from trl_ground.batches import prompts_from_sft_batch
 from trl_ground.speculative import lookup_drafts, speculative_accept, speculative_sample
 from trl_ground.static_sampler import StaticSampler
 
-from .test_trainer import first_batch, make_trainer
+from tests.helpers import first_batch, make_trainer
 
 P0 = [0.5, 0.2, 0.15, 0.1, 0.05]  # next-token distribution; the first draft is token 1
 P1 = [0.1, 0.1, 0.6, 0.1, 0.1]  # after token 1; the second draft is token 2

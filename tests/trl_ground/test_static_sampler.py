@@ -7,7 +7,7 @@ from trl_ground.batches import prompts_from_sft_batch
 from trl_ground.generation import sample_answers
 from trl_ground.static_sampler import StaticSampler
 
-from .test_trainer import make_trainer
+from tests.helpers import make_trainer
 
 
 @pytest.fixture(scope="module")

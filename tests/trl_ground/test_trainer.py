@@ -7,79 +7,14 @@ import torch
 from trl import SFTTrainer
 
 from trl_ground import trainer as trainer_module
-from trl_ground.batches import Samples, prompts_from_sft_batch
+from trl_ground.batches import prompts_from_sft_batch
 from trl_ground.config import parse_args
 from trl_ground.collator import GROUNDING_KEYS
 from trl_ground.fused_pass import answer_logprobs, spatial_merge_size_of
 from trl_ground.generation import sample_answers
 from trl_ground.policy_gradient import PromptTypeBaselines, grounding_loss
-from trl_ground.train import build_trainer
 
-from ..conftest import REPO
-
-GROUNDING_LOG_KEYS = {
-    "loss", "lm_loss", "iou_loss", "fp_loss", "fn_loss", "f1", "grounding_cost", "grounding_cost_std",
-    "grounding_cost_group_std", "sampled_tokens", "sample_seconds",
-}
-
-
-def argv(tiny_model_dir, synthetic_data, out, *extra):
-    train, test, root = synthetic_data
-    return [
-        "--config", str(REPO / "configs/demo.yaml"),
-        # the demo config fine-tunes every weight of its random tiny model; these tests train LoRA
-        "--use-lora", "true", "--lora-r", "8", "--lora-alpha", "16", "--finetune-attention-modules", "true", "--lr", "0.003",
-        "--model", str(tiny_model_dir), "--build-tiny-model", "false",
-        "--train-json", str(train), "--eval-json", str(test), "--img-root", str(root), "--make-synthetic-data", "0",
-        "--output-dir", str(out), *extra,
-    ]
-
-
-def make_trainer(tiny_model_dir, synthetic_data, out, *extra):
-    return build_trainer(*parse_args(argv(tiny_model_dir, synthetic_data, out, *extra)))
-
-
-def first_batch(trainer):
-    return next(iter(trainer.get_train_dataloader()))
-
-
-def grads_after_loss(trainer, batch, seed=0):
-    model = trainer.model
-    model.zero_grad()
-    torch.manual_seed(seed)
-    loss = trainer.compute_loss(model, dict(batch))
-    loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def force_answers(monkeypatch, texts_of):
-    """Replace the sampled answers with ``texts_of(sampled texts)``, tokens included (each
-    ended by ``<|im_end|>``), so that their costs and box credit are known whatever the
-    random model writes."""
-    real = trainer_module.GroundingSFTTrainer._sample
-
-    def patched(self, model, prompts, tokenizer, **kw):
-        samples = real(self, model, prompts, tokenizer, **kw)
-        texts = texts_of(samples.texts)
-        end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-        rows = [tokenizer(t, add_special_tokens=False).input_ids + [end] for t in texts]
-        ids = torch.full((len(rows), max(map(len, rows))), tokenizer.pad_token_id)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
-        device = samples.completion_ids.device
-        return Samples(samples.prompts, ids.to(device), mask.to(device), torch.zeros(len(rows), dtype=torch.bool, device=device), texts)
-
-    monkeypatch.setattr(trainer_module.GroundingSFTTrainer, "_sample", patched)
-
-
-SPAM = "[" + ", ".join(['{"bbox_2d": [0, 0, 10, 10]}'] * 6) + "]"
-
-
-def force_distinct_costs(monkeypatch):
-    """Replace every other sampled answer with one full of false positives, so costs (and
-    advantages) differ whatever the random model writes."""
-    force_answers(monkeypatch, lambda texts: [SPAM if i % 2 else t for i, t in enumerate(texts)])
+from tests.helpers import GROUNDING_LOG_KEYS, first_batch, force_distinct_costs, grads_after_loss, make_trainer, trainer_argv
 
 
 def test_literal_mode_has_plain_sft_gradients_and_policy_gradient_differs(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
@@ -146,7 +81,7 @@ def test_demo_trains_saves_and_reloads(tiny_model_dir, synthetic_data, tmp_path)
     from trl_ground.train import run_sft
 
     out = tmp_path / "run"
-    args = parse_args(argv(tiny_model_dir, synthetic_data, out, "--max-steps", "4", "--save-steps", "2", "--logging-steps", "1", "--eval-steps", "4"))
+    args = parse_args(trainer_argv(tiny_model_dir, synthetic_data, out, "--max-steps", "4", "--save-steps", "2", "--logging-steps", "1", "--eval-steps", "4"))
     before = {n: p.detach().clone() for n, p in AutoModelForImageTextToText.from_pretrained(tiny_model_dir).named_parameters()}
     trainer = run_sft(*args)
     logs = trainer.state.log_history
@@ -196,7 +131,7 @@ def test_full_fine_tuning_writes_a_full_model(tiny_model_dir, synthetic_data, tm
     from trl_ground.train import run_sft
 
     out = tmp_path / "full"
-    args = parse_args(argv(tiny_model_dir, synthetic_data, out, "--no-use-lora", "--max-steps", "1", "--eval-strategy", "no", "--lr", "0.01"))
+    args = parse_args(trainer_argv(tiny_model_dir, synthetic_data, out, "--no-use-lora", "--max-steps", "1", "--eval-strategy", "no", "--lr", "0.01"))
     trainer = run_sft(*args)
     assert trainer.args.learning_rate == 0.01
     assert (out / "final" / "model.safetensors").exists() and not (out / "final_merged").exists()
