@@ -21,7 +21,7 @@ from trl_ground.config.parser import GroundingParser
 from trl_ground.config.renamed import RenamedOptionWarning
 from trl_ground.config.training import default_learning_rate
 
-from ..conftest import REPO
+from tests.helpers import REPO
 
 # an old name, a value other than the default, the new name
 OLD_VALUES = {"samples_per_prompt": 3, "sample_temperature": 0.7, "sample_max_new_tokens": 64, "sampler_importance_clip_max": 2.0}

@@ -16,7 +16,7 @@ from trl_ground.sampler import SAMPLER_NAMES, Sampler, make_sampler
 from trl_ground.speculative import SpeculativeSampler
 from trl_ground.static_sampler import StaticSampler
 
-from .test_trainer import first_batch, make_trainer
+from tests.helpers import first_batch, make_trainer
 
 
 @pytest.fixture(scope="module")
