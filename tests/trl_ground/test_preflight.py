@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from trl_ground import preflight
+from trl_ground.model_source import HUB_TIMEOUT_S
 from trl_ground.config import DataArguments, ModelArguments
 
 
@@ -115,8 +116,8 @@ def test_uncached_hub_model_fails_fast_when_the_hub_is_unreachable(monkeypatch, 
     connections = _record_connections(monkeypatch)
     with pytest.raises(ValueError, match="cannot reach the Hugging Face Hub.*point --model at"):
         preflight.check_model(SimpleNamespace(model="someone/uncached-model", adapter=None))
-    assert connections == [(("127.0.0.1", 9), preflight.HUB_TIMEOUT_S)]
-    assert preflight.HUB_TIMEOUT_S <= 2
+    assert connections == [(("127.0.0.1", 9), HUB_TIMEOUT_S)]
+    assert HUB_TIMEOUT_S <= 2
 
 
 def test_cached_model_with_the_hub_unreachable_switches_to_offline(monkeypatch, tmp_path):
