@@ -21,7 +21,7 @@ from .terms import GroundingTerms, label_mask, terms_from_counts
 __all__ = ["GT_TOLERANCE", "ScoredAnswer", "score_answers"]
 
 # Ground-truth coordinates this far outside [0, 1] are accepted (rounding noise of annotation
-# tools): the same value as the data loader's ``trl_ground.records.BOX_TOLERANCE``, defined
+# tools): the same value as the data loader's ``trl_ground.data.records.BOX_TOLERANCE``, defined
 # again here because rewards/ never imports trl_ground.
 GT_TOLERANCE = 0.01
 

@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    from trl_ground.tiny import build_tiny_qwen3vl
+    from trl_ground.model.tiny import build_tiny_qwen3vl
 
     return build_tiny_qwen3vl(tmp_path_factory.mktemp("tiny") / "model", seed=0)
 
@@ -21,7 +21,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory):
     """``(train_json, test_json, img_root)`` with 30 images."""
-    from trl_ground.synthetic import make_synthetic_dataset
+    from trl_ground.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n=30, seed=1)
 

@@ -69,7 +69,7 @@ def trainer_argv(tiny_model_dir, synthetic_data, out, *extra):
 
 def make_trainer(tiny_model_dir, synthetic_data, out, *extra):
     from trl_ground.config import parse_args
-    from trl_ground.train import build_trainer
+    from trl_ground.train.job import build_trainer
 
     return build_trainer(*parse_args(trainer_argv(tiny_model_dir, synthetic_data, out, *extra)))
 
@@ -95,8 +95,8 @@ def force_answers(monkeypatch, texts_of):
     random model writes."""
     import torch
 
-    from trl_ground import trainer as trainer_module
-    from trl_ground.batches import Samples
+    from trl_ground.train import trainer as trainer_module
+    from trl_ground.sampling.batches import Samples
 
     real = trainer_module.GroundingSFTTrainer._sample
 
@@ -172,7 +172,7 @@ COCO_IDS = {"ship": 3, "airplane": 7, "vehicle": 1, "storage tank": 12}  # not c
 def make_truth(base: Path, n: int = 8, seed: int = 3) -> list[dict]:
     """Write ``base/images/*.png``; return ``[{"image", "objects": [(class, [x1, y1, x2, y2])]}]``
     with boxes xyxy normalized to [0, 1] of the 160x128 images."""
-    from trl_ground.synthetic import make_synthetic_dataset
+    from trl_ground.data.synthetic import make_synthetic_dataset
 
     train, _, root = make_synthetic_dataset(base / "synthetic", n=n, seed=seed, test_fraction=0.0)
     (base / "images").mkdir(parents=True)

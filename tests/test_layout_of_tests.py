@@ -47,7 +47,7 @@ def reexports(module: str) -> dict[str, str]:
     """For a package, ``{name: submodule}`` of the names its ``__init__`` takes from its own
     submodules: imported (``from .coco import from_coco``) or loaded on first use (a
     ``_LAZY = {name: submodule}`` dict, as in ``trl_ground/config``). A test importing
-    ``from_coco`` from the package imports ``trl_ground.formats.coco``."""
+    ``from_coco`` from the package imports ``trl_ground.data.formats.coco``."""
     init = REPO.joinpath(*module.split("."), "__init__.py")
     if not init.is_file():
         return {}
@@ -63,7 +63,7 @@ def reexports(module: str) -> dict[str, str]:
 
 def modules_to_tests() -> dict[str, list[str]]:
     """Each module of the packages -> the test modules that import it (or a name it defines,
-    through its package's ``__init__``)."""
+    through its package's ``__init__``, or, for a package, one of its modules)."""
     covered: dict[str, list[str]] = {m: [] for m in package_modules()}
     for path in all_test_files():
         names = imported_modules(path)
@@ -71,6 +71,8 @@ def modules_to_tests() -> dict[str, list[str]]:
             package, _, attribute = name.rpartition(".")
             if package in covered:
                 names.add(reexports(package).get(attribute, name))
+        # importing a module runs its packages' __init__ too
+        names |= {".".join(name.split(".")[:i]) for name in names for i in range(1, name.count(".") + 1)}
         for name in names & covered.keys():
             covered[name].append(str(path.relative_to(REPO)))
     return covered
@@ -106,6 +108,6 @@ def test_the_checks_see_imports():
     sibling = TESTS / "trl_ground" / "test_example.py"
     names = imported_modules(sibling, "from .test_trainer import make_trainer\nfrom ..conftest import REPO\n")
     assert {"tests.trl_ground.test_trainer.make_trainer", "tests.conftest.REPO"} <= names
-    assert reexports("trl_ground.formats")["from_coco"] == "trl_ground.formats.coco"
+    assert reexports("trl_ground.data.formats")["from_coco"] == "trl_ground.data.formats.coco"
     assert reexports("rewards")["parse_boxes"] == "rewards.parsing"
     assert reexports("trl_ground.config")["parse_args"] == "trl_ground.config.parser"

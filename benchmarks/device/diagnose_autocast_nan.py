@@ -1,7 +1,7 @@
 """Reproduces the NaN of the bf16-autocast sampler on a GPU (an open bug; see
 benchmarks/NOTES_learning.md): full fine-tuning of the learning benchmark's warm start
 (fp32 weights), hybrid loss at batch 64, K = 2. With ``autocast`` the sampler runs under
-bf16 autocast as it did before ``sampling_autocast`` (now ``trl_ground.decoding``) kept fp32 models in fp32, and
+bf16 autocast as it did before ``sampling_autocast`` (now ``trl_ground.sampling.decoding``) kept fp32 models in fp32, and
 the first sampling step inside ``trainer.train()`` fails (``probability tensor contains
 either inf, nan or element < 0``, 2026-12-04, H200); the same sampler on the same model
 under the same autocast outside the training step gave finite logits. With ``fp32`` (the
@@ -13,10 +13,10 @@ import sys, json, torch
 from pathlib import Path
 from transformers import TrainerCallback
 from trl_ground.benchmarks.learning import unpack_warm
-from trl_ground.synthetic import make_synthetic_dataset
+from trl_ground.data.synthetic import make_synthetic_dataset
 from trl_ground.config import parse_args
-from trl_ground.train import build_trainer
-import trl_ground.decoding as decoding
+from trl_ground.train.job import build_trainer
+import trl_ground.sampling.decoding as decoding
 tmp = Path("/tmp/nan"); tmp.mkdir(exist_ok=True)
 model_dir = unpack_warm(Path("benchmarks/warm_start"), tmp / "unp")
 make_synthetic_dataset(tmp/"data", n=1500, seed=3, size=128, max_objects=4, test_fraction=0.02, workers=8)

@@ -16,9 +16,9 @@ def trainer(tiny_model_dir, synthetic_data, tmp_path_factory):
 
 
 def test_static_sampler_with_cuda_graph_equals_generate(trainer):
-    from trl_ground.batches import prompts_from_sft_batch
-    from trl_ground.generation import sample_answers
-    from trl_ground.static_sampler import StaticSampler
+    from trl_ground.sampling.batches import prompts_from_sft_batch
+    from trl_ground.sampling.generation import sample_answers
+    from trl_ground.sampling.static import StaticSampler
 
     model = trainer.model.to("cuda").float()
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
@@ -38,7 +38,7 @@ def test_static_sampler_with_cuda_graph_equals_generate(trainer):
 
 def test_qlora_trains_a_step_and_saves(tiny_model_dir, synthetic_data, tmp_path):
     from trl_ground.config import parse_args
-    from trl_ground.train import run_sft
+    from trl_ground.train.job import run_sft
 
     from tests.helpers import REPO
 
@@ -57,7 +57,7 @@ def test_qlora_trains_a_step_and_saves(tiny_model_dir, synthetic_data, tmp_path)
 def test_packed_vision_attention_and_positions_in_bf16_on_the_gpu(tiny_model_dir):
     from transformers import AutoModelForImageTextToText
 
-    from trl_ground.mrope import use_packed_vision_attention
+    from trl_ground.model.qwen3vl import use_packed_vision_attention
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).cuda().eval()
     cfg = model.config.vision_config
@@ -76,10 +76,10 @@ def test_merged_sampling_weights_of_a_4bit_model_sample_its_tokens(tiny_model_di
     bf16), replayed from a CUDA graph: the sampled tokens' log-probabilities close to the
     training forward's (teacher-forced: in bf16 one near tie flipped by rounding changes the
     rest of a free-running row), and an importance-weighted training step."""
-    from trl_ground.batches import prompts_from_sft_batch
-    from trl_ground.fused_pass import answer_logprobs
-    from trl_ground.static_sampler import StaticSampler
-    from trl_ground.decoding import sampling_autocast
+    from trl_ground.sampling.batches import prompts_from_sft_batch
+    from trl_ground.loss.fused_pass import answer_logprobs
+    from trl_ground.sampling.static import StaticSampler
+    from trl_ground.sampling.decoding import sampling_autocast
 
     from tests.helpers import make_trainer, perturb_adapters
 
@@ -107,10 +107,10 @@ def test_speculative_sampler_and_packed_pass_on_the_gpu(trainer):
     """Added after the session's device time was spent: not yet run on a GPU. The speculative
     sampler against ``generate`` (greedy, float32 on CUDA: drafts from generate's own answers
     are all accepted) and the packed fused pass against the unpacked one (SDPA with a 4D mask)."""
-    from trl_ground.batches import prompts_from_sft_batch
-    from trl_ground.fused_pass import fused_sft_and_answers
-    from trl_ground.generation import sample_answers
-    from trl_ground.speculative import speculative_sample
+    from trl_ground.sampling.batches import prompts_from_sft_batch
+    from trl_ground.loss.fused_pass import fused_sft_and_answers
+    from trl_ground.sampling.generation import sample_answers
+    from trl_ground.sampling.speculative import speculative_sample
 
     model = trainer.model.to("cuda").float()
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
@@ -156,8 +156,8 @@ def test_full_fine_tuning_keeps_fp32_masters_and_samples_under_bf16_autocast(tin
 def test_static_sampler_decodes_an_fp32_model_under_bf16_autocast_on_the_gpu(trainer):
     """Sampling under autocast (what ``sampling_autocast`` does for a bf16 base) on an fp32
     model: keys and values both stored in bf16, finite logits, the CUDA graph replayed."""
-    from trl_ground.batches import prompts_from_sft_batch
-    from trl_ground.static_sampler import StaticSampler
+    from trl_ground.sampling.batches import prompts_from_sft_batch
+    from trl_ground.sampling.static import StaticSampler
 
     model = trainer.model.to("cuda").float()
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))

@@ -115,7 +115,7 @@ def test_non_finite_ground_truth_is_rejected(bad):
 
 
 def test_ground_truth_tolerance_matches_the_data_loader():
-    from trl_ground.records import BOX_TOLERANCE
+    from trl_ground.data.records import BOX_TOLERANCE
 
     assert GT_TOLERANCE == BOX_TOLERANCE
     inside = [[-0.005, 0.1, 0.3, 1.005]]

@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from trl_ground.records import load_records
+from trl_ground.data.records import load_records
 
 from tests.helpers import REPO, make_truth, write_coco, write_dota, write_hf, write_yolo
 
@@ -126,7 +126,7 @@ def test_predict_writes_coco_results(tiny_model_dir, sources, tmp_path, capsys):
 
 def _converted(sources, tmp_path):
     """The COCO source as the project's JSON (image paths relative to the images folder)."""
-    from trl_ground.formats import convert
+    from trl_ground.data.formats import convert
 
     base, _, argv = sources
     path = tmp_path / "test.json"

@@ -9,7 +9,7 @@ from PIL import Image
 
 from trl_ground.cli.check_data import main as check_main
 from trl_ground.cli.convert_data import main as convert_main
-from trl_ground.tiling import boxes_from_tile
+from trl_ground.data.tiling import boxes_from_tile
 
 from tests.helpers import crowded_image
 

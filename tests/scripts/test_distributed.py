@@ -52,8 +52,8 @@ def test_two_process_cpu_run_trains_and_writes_one_set_of_outputs(tiny_model_dir
     assert [r["step"] for r in logs] == [1, 2] and all("f1" in r and "grounding_cost" in r for r in logs)
     # 2 processes x batch 4 per step: one step covers 8 examples (one process would cover 4)
     from trl_ground.config import DataArguments
-    from trl_ground.data import build_examples
-    from trl_ground.records import load_records
+    from trl_ground.data.dataset import build_examples
+    from trl_ground.data.records import load_records
 
     n_examples = len(build_examples(load_records(train, root)[0], DataArguments(add_negatives=True)))
     one_process_epoch = 1 / math.ceil(n_examples / 4)

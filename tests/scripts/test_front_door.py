@@ -54,7 +54,7 @@ def test_run_problems_are_found_before_loading(capsys, synthetic_data, tiny_mode
 def test_four_bit_on_a_cpu_is_refused_before_the_processor_loads(capsys, monkeypatch, synthetic_data, tmp_path):
     import torch
 
-    import trl_ground.train as train
+    import trl_ground.train.job as train
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(train, "load_processor", lambda *a, **k: pytest.fail("the processor loaded before the GPU check"))

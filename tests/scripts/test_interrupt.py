@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from trl_ground.interrupt import resume_command
+from trl_ground.train.interrupt import resume_command
 
 from tests.helpers import REPO, tiny_run_argv
 

@@ -79,7 +79,7 @@ def test_bad_images_of_a_test_json_are_skipped_listed_and_scored_as_missing(tiny
     errors = json.loads((tmp_path / "outputs.errors.json").read_text())
     assert len(errors) == 2 and "test.json: record 0, field 'image'" in errors[0]["error"] and "b_cut.jpg" in errors[0]["error"]
 
-    from trl_ground.evaluate import evaluate
+    from trl_ground.inference.evaluate import evaluate
 
     m = evaluate(out, folder / "test.json")
     assert m["counts"]["missing_predictions"] == 2 and m["counts"]["queries"] == 6
@@ -87,7 +87,7 @@ def test_bad_images_of_a_test_json_are_skipped_listed_and_scored_as_missing(tiny
 
 
 def test_a_crash_midway_keeps_the_answers_so_far(tiny_model_dir, folder, tmp_path, monkeypatch, capsys):
-    import trl_ground.predict as predict_module
+    import trl_ground.inference.predict as predict_module
 
     real = predict_module.generate_with_logprobs
     calls = []
@@ -108,7 +108,7 @@ def test_a_crash_midway_keeps_the_answers_so_far(tiny_model_dir, folder, tmp_pat
 
 
 def test_final_merged_gets_the_usual_permissions(tmp_path):
-    from trl_ground.export import atomic_directory
+    from trl_ground.train.export import atomic_directory
 
     old = os.umask(0o022)
     try:
@@ -126,7 +126,7 @@ def test_final_merged_gets_the_usual_permissions(tmp_path):
 
 def test_the_training_runs_prompt_words_reach_the_model(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
     """A run trained with its own system prompt and query template is asked the same way."""
-    import trl_ground.predict as predict_module
+    import trl_ground.inference.predict as predict_module
 
     seen = []
     real = predict_module.prompt_batch

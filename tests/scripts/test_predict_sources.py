@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trl_ground.cli.predict_bbox import main as predict_main
-from trl_ground.model_source import ModelSource, is_adapter_dir, resolve_model_source
+from trl_ground.model.source import ModelSource, is_adapter_dir, resolve_model_source
 
 from tests.helpers import one_line_error
 

@@ -11,7 +11,7 @@ prompts:
   tokens without a digit or a letter of a label), against the other tokens (coordinates,
   labels); this bounds what appending the skeleton without a decode step (jump-forward)
   could save and what it would distort;
-- ``speculative``: :func:`trl_ground.speculative.speculative_sample` at temperature 1 with
+- ``speculative``: :func:`trl_ground.sampling.speculative.speculative_sample` at temperature 1 with
   the target answers as drafts, for each ``--blocks``: acceptance rate, answer tokens per
   decode step (plain decoding: 1), decode steps per answer, and the CPU wall-clock against
   the plain static sampler on the same prompts (eager on both; a GPU's step costs differ).
@@ -46,13 +46,13 @@ def is_skeleton(text: str) -> bool:
 def prompts_and_targets(model_dir: Path, settings: dict, n: int, seed: int):
     """``n`` fresh scenes like the warm start's data -> (processor, SFT batch, prompts,
     target answer token ids per prompt)."""
-    from trl_ground.batches import prompts_from_sft_batch
-    from trl_ground.collator import GroundingCollator
+    from trl_ground.sampling.batches import prompts_from_sft_batch
+    from trl_ground.data.collator import GroundingCollator
     from trl_ground.config import DataArguments
-    from trl_ground.data import ImageLoader, build_examples
-    from trl_ground.modeling import load_processor
-    from trl_ground.records import load_records
-    from trl_ground.synthetic import make_synthetic_dataset
+    from trl_ground.data.dataset import ImageLoader, build_examples
+    from trl_ground.model.loading import load_processor
+    from trl_ground.data.records import load_records
+    from trl_ground.data.synthetic import make_synthetic_dataset
 
     size = settings["image_size"]
     train, _, root = make_synthetic_dataset(Path(tempfile.mkdtemp()), n=n, seed=seed, test_fraction=0.0, size=size,
@@ -105,8 +105,8 @@ def run(argv=None) -> dict:
     from transformers import AutoModelForImageTextToText
 
     from trl_ground.benchmarks.learning import unpack_warm
-    from trl_ground.speculative import speculative_sample
-    from trl_ground.static_sampler import StaticSampler
+    from trl_ground.sampling.speculative import speculative_sample
+    from trl_ground.sampling.static import StaticSampler
 
     model_dir = unpack_warm(Path(args.warm_from), Path(tempfile.mkdtemp()))
     settings = json.loads((model_dir / "warm_start.json").read_text())["settings"]

@@ -21,7 +21,7 @@ Settings a branch is sensitive to (its LR, the policy term's weight) are chosen 
 **validation** (``tune``: each candidate trained once with ``tune_seed``), then every seed
 trains with the chosen one. Each run records a validation curve (F1@0.5 every ``eval_every``
 steps, against training seconds) and its final metrics on the held-out test scenes, split by
-prompt type (with and without boxes) by :func:`trl_ground.evaluate.evaluate`, with the
+prompt type (with and without boxes) by :func:`trl_ground.inference.evaluate.evaluate`, with the
 counts of every test query so that branches can be compared query by query and seed by seed
 (:mod:`.learning_summary`, :mod:`.paired`). Branches run as separate processes (``jobs`` at
 once, sharing the GPU); the result JSON is rewritten as results come in.
@@ -65,8 +65,8 @@ def prepare(work: Path, s: LearningBenchSettings) -> None:
     """Data (train / val / test scenes), the random-init model and the settings under
     ``work``; data already there for the same data settings is kept (several runs can share
     one data folder)."""
-    from trl_ground.synthetic import CLASSES, make_synthetic_dataset
-    from trl_ground.tiny import ANSWER_TOKENS, build_tiny_qwen3vl
+    from trl_ground.data.synthetic import CLASSES, make_synthetic_dataset
+    from trl_ground.model.tiny import ANSWER_TOKENS, build_tiny_qwen3vl
 
     data = work / "data"
     data_settings = {k: getattr(s, k) for k in ("n_images", "image_size", "max_objects", "val_images", "test_images", "data_seed")}
@@ -87,9 +87,9 @@ class EvalSet:
 
     def __init__(self, data: Path, split: str, s: LearningBenchSettings):
         from trl_ground.config import DataArguments
-        from trl_ground.data import build_examples
-        from trl_ground.predict import items_from_examples
-        from trl_ground.records import load_records
+        from trl_ground.data.dataset import build_examples
+        from trl_ground.inference.predict import items_from_examples
+        from trl_ground.data.records import load_records
 
         records, _ = load_records(data / f"{split}.json", data, check_images=False)
         args = DataArguments(add_negatives=True, system_prompt=s.system_prompt, query_template=s.query_template)
@@ -100,9 +100,9 @@ class EvalSet:
     def evaluate(self, model, processor, per_query: bool = False) -> dict:
         """Greedy answers -> the evaluation's metrics (the keys of
         :data:`~trl_ground.benchmarks.learning_summary.METRIC_KEYS`), and with ``per_query``
-        the counts of every query (``per_query``: :func:`trl_ground.metrics.query_counts`)."""
-        from trl_ground.evaluate import evaluate
-        from trl_ground.predict import predict
+        the counts of every query (``per_query``: :func:`trl_ground.inference.metrics.query_counts`)."""
+        from trl_ground.inference.evaluate import evaluate
+        from trl_ground.inference.predict import predict
 
         was_training = model.training
         model.eval()
@@ -237,11 +237,11 @@ def train_run(kind: str, argv: list[str], curve: ValidationCurve, seconds: float
     from trl_ground.config import GroundingGRPOConfig, parse_args
 
     if kind == "grpo":
-        from trl_ground.grpo import build_grpo_trainer
+        from trl_ground.train.grpo import build_grpo_trainer
 
         trainer = build_grpo_trainer(*parse_args(argv, config_class=GroundingGRPOConfig))
     else:
-        from trl_ground.train import build_trainer
+        from trl_ground.train.job import build_trainer
 
         trainer = build_trainer(*parse_args(argv))
     guard = StopGuard(seconds, curve)
@@ -377,7 +377,7 @@ def speed_probe(work: Path, s: LearningBenchSettings, steps: int = 40) -> dict:
         print(f"  {label}: {out[label]}", flush=True)
     # a profile of 3 steps of the default path, outside the Trainer's loop
     from trl_ground.config import parse_args
-    from trl_ground.train import build_trainer
+    from trl_ground.train.job import build_trainer
 
     argv = _common_argv(work / "init", data, work / "probe", s, 0, s.warm_batch, 0) + ["--grounding-loss", "false", "--max-steps", "10"]
     trainer = build_trainer(*parse_args(argv))
@@ -561,8 +561,8 @@ def negative_weight(data: Path, s: LearningBenchSettings) -> float:
     """Queries without boxes per query with boxes in the training data, over the same ratio
     in the test queries: the weight that turns the test mix into the training mix."""
     from trl_ground.config import DataArguments
-    from trl_ground.data import build_examples
-    from trl_ground.records import load_records
+    from trl_ground.data.dataset import build_examples
+    from trl_ground.data.records import load_records
 
     records, _ = load_records(data / "train.json", data, check_images=False)
     args = DataArguments(add_negatives=True, negative_fraction=s.negative_fraction, system_prompt=s.system_prompt,

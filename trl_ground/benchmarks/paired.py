@@ -1,7 +1,7 @@
 """Paired comparisons of two branches of the learning benchmark: the difference of a
 micro-averaged metric, with a bootstrap interval over test queries x seeds.
 
-Each run evaluates the same test queries (:func:`trl_ground.evaluate.evaluate` with
+Each run evaluates the same test queries (:func:`trl_ground.inference.evaluate.evaluate` with
 ``per_query=True``) and each seed gives both branches the same data order, so the branches
 are compared query by query and seed by seed. One bootstrap resample draws ``S`` seeds and
 ``Q`` queries with replacement and recomputes both branches' metrics on the same draw; the

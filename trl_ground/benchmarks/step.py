@@ -104,9 +104,9 @@ def build_dataset_for_bench(batch: int, image_size: int, seed: int = 0, answer_b
 
     from rewards import to_qwen_answer
     from trl_ground.config import DataArguments
-    from trl_ground.data import ImageLoader, build_examples
-    from trl_ground.records import load_records
-    from trl_ground.synthetic import make_synthetic_dataset
+    from trl_ground.data.dataset import ImageLoader, build_examples
+    from trl_ground.data.records import load_records
+    from trl_ground.data.synthetic import make_synthetic_dataset
 
     train, _, root = make_synthetic_dataset(Path(tempfile.mkdtemp()), n=batch * 3, seed=seed, test_fraction=0.0, size=image_size, max_objects=6)
     args = DataArguments(max_pixels=image_size * image_size)
@@ -161,21 +161,21 @@ def run(argv=None) -> dict:
 
     if not (args.smoke or torch.cuda.is_available()):
         raise ValueError("trl-ground-bench-step measures a CUDA GPU and this machine has none (--smoke checks the script on the CPU)")
-    from trl_ground.batches import prompts_from_sft_batch
-    from trl_ground.collator import GroundingCollator
+    from trl_ground.sampling.batches import prompts_from_sft_batch
+    from trl_ground.data.collator import GroundingCollator
     from trl_ground.config import GroundingSFTConfig, ModelArguments
-    from trl_ground.decoding import sampling_autocast
-    from trl_ground.generation import GenerateSampler, sample_answers
-    from trl_ground.modeling import load_model, load_processor
-    from trl_ground.static_sampler import StaticSampler
-    from trl_ground.trainer import GroundingSFTTrainer
+    from trl_ground.sampling.decoding import sampling_autocast
+    from trl_ground.sampling.generation import GenerateSampler, sample_answers
+    from trl_ground.model.loading import load_model, load_processor
+    from trl_ground.sampling.static import StaticSampler
+    from trl_ground.train.trainer import GroundingSFTTrainer
 
     cuda = torch.cuda.is_available()
 
     assets = Path(args.assets)
     config_json = Path(args.config_json) if args.config_json else assets / "qwen3vl-configs" / "Qwen3-VL-8B-Instruct.config.json"
     if args.smoke:
-        from trl_ground.tiny import build_tiny_qwen3vl
+        from trl_ground.model.tiny import build_tiny_qwen3vl
 
         tiny = build_tiny_qwen3vl(Path(tempfile.mkdtemp()) / "tiny")
         config_json, processor_dir = tiny / "config.json", tiny

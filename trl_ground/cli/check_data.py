@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 
 from ..config.data import BAD_RECORD_POLICIES, PROMPT_MODES, DataArguments
-from ..lengths import DEFAULT_MAX_LENGTH
+from ..train.lengths import DEFAULT_MAX_LENGTH
 from .common import ArgumentParser, command
 
 __all__ = ["main"]
@@ -55,10 +55,10 @@ def main(argv: list[str]) -> int:
                     help="with --tile-size: a box goes to a tile holding at least this fraction of its area")
     args = ap.parse_args(argv)
     if args.tokenizer:  # a Hub id offline fails at once, not after minutes of retries
-        from ..model_source import check_reachable
+        from ..model.source import check_reachable
 
         check_reachable(args.tokenizer, "tokenizer", "--tokenizer", "tokenizer_config.json")
-    from ..data_summary import summarize
+    from ..train.data_summary import summarize
 
     print(summarize(args.train_json, args.img_root, args.prompt_mode, args.add_negatives, args.on_bad_record, args.tokenizer,
                     check_images=args.check_images, max_length=args.max_length, max_pixels=args.max_pixels,

@@ -1,6 +1,6 @@
 """Is there a learning signal for the grounding loss? Sample K answers per prompt from a
 model and report, per cost variant, how much they differ and whether ``[]`` is the
-cheapest answer (see ``trl_ground/reward_signal.py``).
+cheapest answer (see ``trl_ground/loss/reward_signal.py``).
 
     trl-ground-check-signal --model runs/sft/final_merged --test-json data/test.json --img-root data \\
         --add-negatives --k 4 --temperature 0.7 1.0 --out signal.json
@@ -50,9 +50,9 @@ def sample_texts(
     """``len(items) * k`` sampled answers, the K of an item consecutive (with a progress bar)."""
     from tqdm.auto import tqdm
 
-    from trl_ground.data import ImageLoader
-    from trl_ground.generation import sample_answers
-    from trl_ground.predict import prompt_batch
+    from trl_ground.data.dataset import ImageLoader
+    from trl_ground.sampling.generation import sample_answers
+    from trl_ground.inference.predict import prompt_batch
 
     loader = ImageLoader(32 * 32, max_pixels)
     device = next(model.parameters()).device
@@ -73,11 +73,11 @@ def main(argv: list[str]) -> int:
     import torch
 
     from trl_ground.config import DataArguments
-    from trl_ground.data import build_examples
-    from trl_ground.predict import items_from_examples, load_for_inference
-    from trl_ground.model_source import resolve_model_source
-    from trl_ground.records import load_records
-    from trl_ground.reward_signal import DEFAULT_VARIANTS, conclusion, signal_report
+    from trl_ground.data.dataset import build_examples
+    from trl_ground.inference.predict import items_from_examples, load_for_inference
+    from trl_ground.model.source import resolve_model_source
+    from trl_ground.data.records import load_records
+    from trl_ground.loss.reward_signal import DEFAULT_VARIANTS, conclusion, signal_report
 
     torch.manual_seed(args.seed)
     root = args.img_root or str(Path(args.test_json).parent)

@@ -125,11 +125,11 @@ def run_reporting_errors(run, *args, **kwargs) -> int:
     checkpoint to resume from cannot be used (found before the model loads); 1 for a disk
     that filled up during a save or a file that cannot be read; 130 when Ctrl-C stopped the
     run after a checkpoint (its line says how to resume). Those failures are one
-    ``error: ...`` line (:func:`trl_ground.run_errors.describe`), unless ``--debug`` was given
+    ``error: ...`` line (:func:`trl_ground.train.run_errors.describe`), unless ``--debug`` was given
     (:func:`command` then sets ``TRL_GROUND_DEBUG``); any other error keeps its traceback.
     The library's warnings are ``warning: ...`` lines (:func:`show_warnings`)."""
-    from trl_ground.interrupt import EXIT_INTERRUPTED, Interrupted
-    from trl_ground.run_errors import OutputError, describe
+    from trl_ground.train.interrupt import EXIT_INTERRUPTED, Interrupted
+    from trl_ground.train.run_errors import OutputError, describe
 
     show_warnings()
     try:
@@ -150,7 +150,7 @@ def run_reporting_errors(run, *args, **kwargs) -> int:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--adapter`` and ``--base-model`` of the commands that ask a trained model
-    (resolved by :func:`trl_ground.model_source.resolve_model_source`)."""
+    (resolved by :func:`trl_ground.model.source.resolve_model_source`)."""
     parser.add_argument("--model", required=True,
                         help="merged/full model directory or id, or a LoRA run's final/ or checkpoint-N (adapters: "
                              "loaded on the base their adapter_config.json names)")
@@ -177,9 +177,9 @@ def quiet_libraries() -> None:
     - bitsandbytes, on a CPU with AVX512-BF16, warns at import that its optional CPU 4-bit
       kernel package (``kernels``) is missing: 4-bit here always runs on CUDA.
     - transformers' ``gradient_checkpointing`` -> ``activation_checkpointing`` renames
-      (:func:`trl_ground.compat.silence_checkpointing_renames`).
+      (:func:`trl_ground.model.compat.silence_checkpointing_renames`).
     """
-    from ..compat import silence_checkpointing_renames
+    from ..model.compat import silence_checkpointing_renames
 
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     silence_checkpointing_renames()

@@ -47,7 +47,7 @@ class _UsageError(ValueError):
 
 
 def _parser() -> ArgumentParser:
-    from trl_ground.formats import BBOX_FORMATS, FORMATS
+    from trl_ground.data.formats import BBOX_FORMATS, FORMATS
 
     ap = ArgumentParser(prog="trl-ground-convert-data", description=__doc__)
     ap.add_argument("--from", dest="fmt", required=True, choices=sorted(FORMATS),
@@ -89,13 +89,13 @@ def _options(ap: ArgumentParser, args) -> dict:
     for dest in {d for opts in _OPTIONS.values() for d in opts} - set(wanted):
         if getattr(args, dest) != ap.get_default(dest) and not (dest == "img_root" and args.fmt in ("yolo", "dota")):
             raise _UsageError(f"--{dest.replace('_', '-')} does not apply to --from {args.fmt}")
-    from trl_ground.formats import FORMATS
+    from trl_ground.data.formats import FORMATS
 
     missing = [d for d in FORMATS[args.fmt].required if getattr(args, d) is None]
     if missing:
         raise _UsageError(f"--from {args.fmt} needs " + ", ".join(f"--{d.replace('_', '-')}" for d in missing))
     if args.tile:
-        from trl_ground.tiling import check_tiling
+        from trl_ground.data.tiling import check_tiling
 
         check_tiling(args.tile, args.overlap, args.min_visible)
     elif args.tile_dir or args.overlap != ap.get_default("overlap") or args.min_visible != ap.get_default("min_visible"):
@@ -105,7 +105,7 @@ def _options(ap: ArgumentParser, args) -> dict:
 
 def _tile(args, records: list[dict], summary, out: Path) -> tuple[list[dict], str]:
     """``(tile records, their image root)``: the images of ``records`` cut by ``--tile``."""
-    from trl_ground.tiled_data import write_tiles
+    from trl_ground.data.tiled_data import write_tiles
 
     tile_dir = Path(args.tile_dir) if args.tile_dir else out.with_name(out.stem + "_tiles")
     tiles, report = write_tiles(records, summary.img_root, tile_dir, args.tile, args.overlap, args.min_visible, summary.source)
@@ -120,9 +120,9 @@ def main(argv: list[str]) -> int:
     ap = _parser()
     args = ap.parse_args(argv)  # usage errors: ValueError, exit 2
     options = _options(ap, args)
-    from trl_ground.data_summary import summarize
-    from trl_ground.lengths import DEFAULT_MAX_LENGTH
-    from trl_ground.formats import convert
+    from trl_ground.train.data_summary import summarize
+    from trl_ground.train.lengths import DEFAULT_MAX_LENGTH
+    from trl_ground.data.formats import convert
 
     try:
         records, summary = convert(args.fmt, on_bad_record=args.on_bad_record, **options)

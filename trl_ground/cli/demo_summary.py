@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("run_dir", help="the demo's output_dir")
     ap.add_argument("--grpo", action="store_true", help="the GRPO demo (reads only the training log)")
     args = ap.parse_args(argv)
-    from ..demo_summary import grpo_summary, sft_summary
+    from ..inference.demo_summary import grpo_summary, sft_summary
 
     print(grpo_summary(args.run_dir) if args.grpo else sft_summary(args.run_dir))
     return 0

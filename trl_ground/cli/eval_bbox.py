@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
                     help="expect one negative query per image (default: when the predictions hold negative queries)")
     ap.add_argument("--viz", help="draw ground truth and predictions as PNG into this folder")
     args = ap.parse_args(argv)
-    from ..evaluate import evaluate, markdown_report
+    from ..inference.evaluate import evaluate, markdown_report
 
     metrics = evaluate(args.pred, args.gt, args.img_root, args.prompt_mode, args.add_negatives)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -59,10 +59,10 @@ def main(argv: list[str]) -> int:
 
 
 def _draw(args) -> None:
-    from ..images import IMAGE_ERRORS
-    from ..predictions import read_predictions
-    from ..records import load_records
-    from ..viz import answer_note, draw_boxes
+    from ..data.images import IMAGE_ERRORS
+    from ..inference.predictions import read_predictions
+    from ..data.records import load_records
+    from ..inference.viz import answer_note, draw_boxes
 
     root = Path(args.img_root or Path(args.gt).parent)
     records, _ = load_records(args.gt, root, require_images=False)

@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if args.n < 1 or args.max_objects < 0 or not 0.0 <= args.test_fraction < 1.0:
         raise ValueError("need --n >= 1, --max-objects >= 0 and 0 <= --test-fraction < 1")
-    from trl_ground.synthetic import make_synthetic_dataset
+    from trl_ground.data.synthetic import make_synthetic_dataset
 
     train, test, root = make_synthetic_dataset(args.out, args.n, args.seed, args.test_fraction, args.size, args.max_objects)
     print(f"wrote {train}, {test} (images under {root})")

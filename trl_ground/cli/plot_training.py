@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("run_dir", help="the run's output_dir (its trainer_state.json, or its last checkpoint's, is read)")
     ap.add_argument("--out", default=None, help="the PNG to write (default: RUN_DIR/training.png)")
     args = ap.parse_args(argv)
-    from trl_ground.viz import plot_training
+    from trl_ground.inference.viz import plot_training
 
     print(plot_training(args.run_dir, args.out))
     return 0

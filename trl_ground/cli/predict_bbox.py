@@ -39,7 +39,7 @@ image's, as without tiles (plus ``tiles``: each tile's window, answer and box co
 ``category_id``, pixel ``bbox`` ``[x, y, w, h]``, ``score``: the confidence above), with the
 ids of ``--coco-annotations`` (your COCO ground truth; images matched by ``file_name``,
 categories by name) or, without it, deterministic ids and the matching ground truth written
-to ``FILE`` with the suffix ``.gt.json`` (see :mod:`trl_ground.formats.coco_results`).
+to ``FILE`` with the suffix ``.gt.json`` (see :mod:`trl_ground.data.formats.coco_results`).
 """
 
 from __future__ import annotations
@@ -94,13 +94,13 @@ def parse_args(argv=None):
 
 
 def _slicing(ap, args):
-    """The ``--tile`` options as :class:`~trl_ground.sliced_predict.SliceSettings`, or None."""
+    """The ``--tile`` options as :class:`~trl_ground.inference.sliced_predict.SliceSettings`, or None."""
     tile_options = ("overlap", "tile_with_full", "merge", "merge_metric", "merge_threshold")
     if not args.tile:
         if any(getattr(args, name) != ap.get_default(name) for name in tile_options):
             ap.error("--overlap, --tile-with-full and --merge* need --tile SIZE")
         return None
-    from ..sliced_predict import SliceSettings
+    from ..inference.sliced_predict import SliceSettings
 
     try:
         return SliceSettings(args.tile, args.overlap, args.tile_with_full, args.merge, args.merge_metric, args.merge_threshold)
@@ -111,9 +111,9 @@ def _slicing(ap, args):
 def _items(args) -> tuple[list, dict, list[dict], list]:
     """``(items, ground-truth boxes by item index, skipped records as error entries, records)``."""
     from ..config.data import DataArguments
-    from ..data import build_examples
-    from ..predict import items_from_examples, items_from_folder
-    from ..records import load_records
+    from ..data.dataset import build_examples
+    from ..inference.predict import items_from_examples, items_from_folder
+    from ..data.records import load_records
 
     if args.root:
         query = args.prompt or (args.query_template.replace("{class}", args.cls) if args.query_template else None)
@@ -137,10 +137,10 @@ def _answers(args, model, processor, items, system_prompt: str):
     options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "max_pixels": args.max_pixels,
                "min_pixels": args.min_pixels, "system_prompt": system_prompt}
     if args.slicing is None:
-        from ..predict import iter_predictions
+        from ..inference.predict import iter_predictions
 
         return iter_predictions(model, processor, items, **options)
-    from ..sliced_predict import iter_sliced_predictions
+    from ..inference.sliced_predict import iter_sliced_predictions
 
     return iter_sliced_predictions(model, processor, items, args.slicing, **options)
 
@@ -194,14 +194,14 @@ def _write_errors(out: Path, errors: list[dict]) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from ..model_source import resolve_model_source
-    from ..predict import load_for_inference
+    from ..model.source import resolve_model_source
+    from ..inference.predict import load_for_inference
 
     out = Path(args.out)
     try:
         source = resolve_model_source(args.model, args.adapter, args.base_model)
         if args.coco_annotations:
-            from ..formats.coco import read_coco
+            from ..data.formats.coco import read_coco
 
             read_coco(args.coco_annotations)  # fail before the model loads
         items, truth, errors, records = _items(args)
@@ -221,7 +221,7 @@ def main(argv: list[str]) -> int:
     if errors:
         print(f"{len(errors)} skipped (listed in {errors_path(out)})")
     if args.coco_results:
-        from ..formats.coco_results import write_coco_results
+        from ..data.formats.coco_results import write_coco_results
 
         try:
             written = write_coco_results(results, args.coco_results, args.coco_annotations, records)
@@ -234,8 +234,8 @@ def main(argv: list[str]) -> int:
 
 
 def _draw(args, results, truth, items) -> None:
-    from ..images import IMAGE_ERRORS
-    from ..viz import answer_note, draw_boxes
+    from ..data.images import IMAGE_ERRORS
+    from ..inference.viz import answer_note, draw_boxes
 
     by_path_query = {(it.image_path, it.query): i for i, it in enumerate(items)}
     from tqdm.auto import tqdm

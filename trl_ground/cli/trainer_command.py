@@ -37,7 +37,7 @@ def run_trainer_command(argv: list[str], kind: str, description: str) -> int:
     path = config_path(argv)
     settings = None
     if path is not None:
-        from ..preflight import check_config_file
+        from ..train.preflight import check_config_file
 
         settings = check_config_file(path)
     check_names(argv, kind, settings, path)  # before TRL is imported: a typo is reported at once
@@ -46,9 +46,9 @@ def run_trainer_command(argv: list[str], kind: str, description: str) -> int:
     config_class = GroundingSFTConfig if kind == "sft" else GroundingGRPOConfig
     data_args, model_args, scoring, config = parse_args(argv, config_class=config_class)
     if kind == "sft":
-        from ..train import run_sft as run
+        from ..train.job import run_sft as run
     else:
-        from ..grpo import run_grpo as run
+        from ..train.grpo import run_grpo as run
     return run_reporting_errors(run, data_args, model_args, scoring, config, command_line=[_PROGS[kind], *argv])
 
 

@@ -19,7 +19,7 @@ from rewards import ScoringSettings
 
 from .data import PROMPT_MODES, DataArguments
 from .model import DEFAULT_MODEL, ModelArguments
-from .performance import SAMPLERS, PerformanceSettings
+from .performance import SAMPLER_NAMES, PerformanceSettings
 from .renamed import RENAMED
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "POLICY_LOSS_TYPES",
     "PROMPT_MODES",
     "RENAMED",
-    "SAMPLERS",
+    "SAMPLER_NAMES",
     "DataArguments",
     "GroundingGRPOConfig",
     "GroundingSFTConfig",

@@ -24,7 +24,7 @@ class LearningBenchSettings:
     """Every knob of the learning benchmark; ``--set KEY=VALUE`` (a JSON value) overrides one.
 
     Parameters:
-        > Data (synthetic scenes: ``trl_ground.synthetic``)
+        > Data (synthetic scenes: ``trl_ground.data.synthetic``)
 
         n_images (`int`): scenes in all; ``val_images`` and ``test_images`` of them are held out.
         image_size (`int`): side in pixels (with ``patch_size`` 8, 128 px give 16 x 16 patches,
@@ -38,7 +38,7 @@ class LearningBenchSettings:
             model's tokenizer spends a token per character outside ``word_tokens``).
         data_workers (`int`): processes drawing the scenes.
 
-        > Model (a Qwen3-VL of the real architecture, random init: ``trl_ground.tiny``)
+        > Model (a Qwen3-VL of the real architecture, random init: ``trl_ground.model.tiny``)
 
         hidden, layers, vision_hidden, vision_depth (`int`): sizes.
         patch_size (`int`): vision patch side (Qwen3-VL's is 16; 8 quarters the pixels to

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..formats import TRAIN_FORMATS
-from ..prompts import DEFAULT_QUERY, DEFAULT_REFERRING_QUERY, DEFAULT_SYSTEM_PROMPT
+from ..data.formats import TRAIN_FORMATS
+from ..data.prompts import DEFAULT_QUERY, DEFAULT_REFERRING_QUERY, DEFAULT_SYSTEM_PROMPT
 
 __all__ = ["BAD_RECORD_POLICIES", "PROMPT_MODES", "TRAIN_FORMATS", "DataArguments"]
 
@@ -26,7 +26,7 @@ class DataArguments:
             ``train_format: coco``, the COCO annotations file.
         train_format (`str`, defaults to `"json"`):
             ``json`` (the project's), or ``coco`` / ``yolo`` / ``dota`` read directly through
-            the converters of :mod:`trl_ground.formats` (images under ``img_root``).
+            the converters of :mod:`trl_ground.data.formats` (images under ``img_root``).
         train_labels (`str` or `None`), train_classes (`str` or `None`):
             With ``yolo`` / ``dota``: the label folder; with ``yolo``: the class names file.
         img_root (`str` or `None`, defaults to `None`):
@@ -64,7 +64,7 @@ class DataArguments:
             With ``tile_size`` > 0, each image is cut, in memory when the dataset is built,
             into ``tile_size`` px tiles every ``tile_size - tile_overlap`` px (DOTA's split,
             the last tile flush with the edge); a box goes to a tile holding at least
-            ``tile_min_visible`` of its area, clipped (:mod:`trl_ground.tiled_data`). For
+            ``tile_min_visible`` of its area, clipped (:mod:`trl_ground.data.tiled_data`). For
             crowded images whose answers would pass ``max_length``.
 
         > Demo
@@ -129,7 +129,7 @@ class DataArguments:
         if self.train_format == "yolo" and not self.train_classes:
             raise ValueError("train_format yolo needs train_classes (the class names file)")
         if self.tile_size:
-            from ..tiling import check_tiling
+            from ..data.tiling import check_tiling
 
             check_tiling(self.tile_size, self.tile_overlap, self.tile_min_visible)
         elif self.tile_size < 0:

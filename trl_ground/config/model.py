@@ -32,7 +32,7 @@ class ModelArguments:
             Attention kernel: ``sdpa``, ``eager`` or ``flash_attention_2``.
         packed_vision_attention (`bool`, defaults to `True`):
             With ``sdpa``: one attention call per vision block for a batch of equal-size
-            images instead of one per image (:mod:`trl_ground.mrope`).
+            images instead of one per image (:mod:`trl_ground.model.qwen3vl`).
         build_tiny_model (`bool`, defaults to `False`):
             Demo: if ``model`` is a missing directory, build the tiny offline Qwen3-VL there.
     """

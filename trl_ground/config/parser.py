@@ -107,7 +107,7 @@ def finalize_args(data_args: DataArguments, model_args: ModelArguments, scoring:
     ``__post_init__``): fills the learning rate the reference script would use, checks the
     length of the run and reads ``resume_from_checkpoint`` (``true`` / ``latest``: ``True``,
     the latest checkpoint of ``output_dir``). What needs the file system (the output
-    directory, the checkpoint) is checked by :func:`trl_ground.output_dir.prepare_output_dir`."""
+    directory, the checkpoint) is checked by :func:`trl_ground.train.output_dir.prepare_output_dir`."""
     if config.learning_rate is None:
         config.learning_rate = default_learning_rate(model_args.use_lora)
     if config.learning_rate <= 0:

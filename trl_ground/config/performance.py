@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["SAMPLERS", "PerformanceSettings"]
+from ..sampling import SAMPLER_NAMES
 
-SAMPLERS = ("static", "generate", "speculative")
+__all__ = ["SAMPLER_NAMES", "PerformanceSettings"]
+
 
 
 @dataclass
@@ -22,11 +23,11 @@ class PerformanceSettings:
             ``"static"``: static KV cache with the decode step replayed from a CUDA graph;
             ``"generate"``: plain ``model.generate``; ``"speculative"``: drafts from each
             prompt's target answer verified in blocks (exact samples in fewer decode steps;
-            eager, no CUDA graph yet). Chosen once (:func:`trl_ground.sampler.make_sampler`):
+            eager, no CUDA graph yet). Chosen once (:func:`trl_ground.sampling.samplers.make_sampler`):
             under FSDP / ZeRO-3 every choice samples with ``generate``, with a warning.
         pack_samples (`bool`, defaults to `False`):
             Shared-prefix packing of the fused pass: each prompt once, followed by its target
-            and its K answers under a block attention mask (:mod:`trl_ground.packing`); same
+            and its K answers under a block attention mask (:mod:`trl_ground.loss.packing`); same
             loss and gradients for 0.63x the tokens at K = 1 (0.37x at K = 4) on the step
             benchmark's shape, and the images through the vision tower once. Needs
             ``attn_implementation="sdpa"``. Not yet timed on a GPU.
@@ -34,7 +35,7 @@ class PerformanceSettings:
             Sample with each LoRA linear merged into one dense matrix (base dequantized when
             4-bit), refreshed every sampling step: fewer kernels and bytes per decode step
             for one dense copy of the adapted linears (~14 GB for the 8B model, +14-16 GB peak
-            measured); :mod:`trl_ground.sampling_weights`. Its rounding makes the samples come
+            measured); :mod:`trl_ground.sampling.merged_weights`. Its rounding makes the samples come
             from a slightly different model, corrected by truncated importance weights.
     """
 
@@ -53,7 +54,7 @@ class PerformanceSettings:
     )
 
     def __post_init__(self):
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.sampler not in SAMPLER_NAMES:
+            raise ValueError(f"sampler must be one of {SAMPLER_NAMES}, got {self.sampler!r}")
         if self.sampler_merged_weights and self.sampler != "static":
             raise ValueError("sampler_merged_weights needs sampler='static' (generate samples from the model as it is)")

@@ -21,18 +21,18 @@ from trl import GRPOConfig, SFTConfig
 
 from rewards.grpo import REWARDS
 
-from ..compat import silence_checkpointing_renames
-from ..policy_gradient import LOSS_TYPES as POLICY_LOSS_TYPES
-from .performance import SAMPLERS, PerformanceSettings
+from ..model.compat import silence_checkpointing_renames
+from ..loss.policy_gradient import LOSS_TYPES as POLICY_LOSS_TYPES
+from .performance import SAMPLER_NAMES, PerformanceSettings
 from .renamed import apply_renamed
 
-silence_checkpointing_renames()  # TRL's configs default gradient_checkpointing to True: see trl_ground.compat
+silence_checkpointing_renames()  # TRL's configs default gradient_checkpointing to True: see trl_ground.model.compat
 
 __all__ = [
     "CREDITS",
     "GRADIENT_MODES",
     "POLICY_LOSS_TYPES",
-    "SAMPLERS",
+    "SAMPLER_NAMES",
     "GroundingGRPOConfig",
     "GroundingSFTConfig",
     "PerformanceSettings",
@@ -121,7 +121,7 @@ class GroundingSFTConfig(SFTConfig):
             Which advantage each token of a sampled answer carries in the policy gradient:
             ``"box"``: a box's tokens minus its marginal contribution to the answer's dense
             score, the list's opening (through the first ``{``), its closing and the rest the
-            answer's advantage (:mod:`trl_ground.rollout`; needs ``cost="dense"``, else
+            answer's advantage (:mod:`trl_ground.loss.rollout`; needs ``cost="dense"``, else
             sequence credit is used, with a warning); ``"sequence"``: every token the
             answer's advantage.
         baseline_momentum (`float`, defaults to `0.9`):

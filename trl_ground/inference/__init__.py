@@ -1,0 +1,1 @@
+"""Prediction on new images, and the evaluation of predictions."""
