@@ -21,8 +21,7 @@ from .terms import GroundingTerms, label_mask, terms_from_counts
 __all__ = ["GT_TOLERANCE", "ScoredAnswer", "score_answers"]
 
 # Ground-truth coordinates this far outside [0, 1] are accepted (rounding noise of annotation
-# tools): the same value as the data loader's ``trl_ground.data.records.BOX_TOLERANCE``, defined
-# again here because rewards/ never imports trl_ground.
+# tools); trl_ground's data loader clips its records with the same value (its BOX_TOLERANCE).
 GT_TOLERANCE = 0.01
 
 

@@ -3,7 +3,7 @@
 :func:`summarize` gives, per branch, the test metrics as mean +- std over seeds, the
 comparison at equal wall-clock, and the paired comparisons (:mod:`.paired`): every branch
 against SFT, the default hybrid against each control, with bootstrap intervals over test
-queries x seeds. :func:`goal` reads them against the grounding issue's targets.
+queries x seeds. :func:`goal` reads them against the benchmark's targets.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _equal_wall_clock(result: dict, out: dict) -> None:
 
 
 def goal(result: dict, summary: dict) -> dict:
-    """The grounding issue's targets, each True / False (None where not measured):
+    """The benchmark's targets, each True / False (None where not measured):
     SFT still learns (>= 10 F1 points over the warm start); the hybrid >= SFT + 5 F1 points
     with the 95 % interval above 0; its empty answers on prompts with boxes <= SFT's + 2
     points and its hallucination on prompts without boxes <= SFT's; it beats each control

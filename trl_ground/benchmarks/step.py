@@ -375,7 +375,7 @@ def decode_floor_ms(model, rows: int) -> dict:
 
 
 def ratios_and_targets(result: dict, lora16: bool) -> tuple[dict, dict]:
-    """The issue's ratios (same run) and whether each target holds."""
+    """The step's ratios to SFT (same run) and whether each of the targets holds."""
     sft = result["sft_step_s"]
     ratios = {}
     for name in ("hybrid_step", "hybrid_step_k4", "hybrid_merged_step", "hybrid_merged_step_k4", "hybrid_packed_step",

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rewards.scoring import GT_TOLERANCE as BOX_TOLERANCE
+
 from .images import check_image
 from .json_files import read_json
 
@@ -31,8 +33,8 @@ __all__ = ["BOX_TOLERANCE", "GroundingObject", "GroundingRecord", "load_records"
 
 logger = logging.getLogger(__name__)
 
-# Coordinates this far outside [0, 1] are rounding noise from annotation tools: clipped.
-BOX_TOLERANCE = 0.01
+# Coordinates up to BOX_TOLERANCE outside [0, 1] are rounding noise from annotation tools:
+# clipped (the value the scorer accepts in a ground truth, defined once, in rewards/).
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rewards import parse_boxes
+from rewards.layout import answer_layout
 
 from ..sampling.batches import PromptBatch
 from ..data.dataset import ImageLoader
@@ -110,9 +111,11 @@ def box_confidences(tokens: list[str], logprobs: np.ndarray, text: str, n_boxes:
         return np.zeros(0)
     fallback = float(np.exp(np.mean(logprobs))) if len(logprobs) else 0.0
     starts = np.cumsum([0] + [len(t) for t in tokens])  # character offset of each token
+    layout = answer_layout(text)  # where each box object is: the same scan as box-level credit's
     spans = []
-    for m in _BOX_SPAN.finditer(text):
-        digits = [(m.start(1) + d.start(), m.start(1) + d.end()) for d in _DIGITS.finditer(m.group(1))]
+    for start, end in layout.objects if layout is not None else ():
+        m = _BOX_SPAN.search(text, start, end)
+        digits = [(m.start(1) + d.start(), m.start(1) + d.end()) for d in _DIGITS.finditer(m.group(1))] if m else []
         if len(digits) == 4:
             spans.append(digits)
     if len(spans) != n_boxes or "".join(tokens) != text:
