@@ -12,7 +12,7 @@ default path now) it trains.
 import sys, json, torch
 from pathlib import Path
 from transformers import TrainerCallback
-from trl_ground.benchmarks.learning import unpack_warm
+from trl_ground.benchmarks.warm_start import unpack_warm
 from trl_ground.data.synthetic import make_synthetic_dataset
 from trl_ground.config import parse_args
 from trl_ground.train.job import build_trainer

@@ -49,7 +49,7 @@ PY
 for f in $W/from_*.log; do grep -E "failed|Traceback|Error" $f | head -3; done
 python3 - "$W" "$OUT" <<'PY'
 import sys, pathlib
-from trl_ground.benchmarks.learning import export_warm
+from trl_ground.benchmarks.warm_start import export_warm
 w, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 snaps = sorted(w.glob("warm/warm_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
 for snap in snaps[1:3]:  # the middle two: the likeliest branching points

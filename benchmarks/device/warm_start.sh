@@ -37,5 +37,5 @@ print(max(rows, key=lambda n: (rows[n].get('curve') or [{'val_f1': -1}])[-1]['va
 echo "best: $BEST"
 python3 -c "
 from pathlib import Path
-from trl_ground.benchmarks.learning import export_warm
+from trl_ground.benchmarks.warm_start import export_warm
 print(export_warm(Path('$W/$BEST'), Path('$OUT/warm_best')))"

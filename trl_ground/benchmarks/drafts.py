@@ -104,7 +104,7 @@ def run(argv=None) -> dict:
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from trl_ground.benchmarks.learning import unpack_warm
+    from trl_ground.benchmarks.warm_start import unpack_warm
     from trl_ground.sampling.speculative import speculative_sample
     from trl_ground.sampling.static import StaticSampler
 
