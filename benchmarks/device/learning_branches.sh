@@ -5,7 +5,8 @@
 #   usage (from the repo root on the device, .whl and .bnb carried):
 #   TAG=run1 bash benchmarks/device/learning_branches.sh
 # Settings (environment): TUNE (JSON, the tune setting), BRANCHES, SEEDS, STEPS, BATCH, LR,
-# K, NEW_TOKENS, EVAL_EVERY, JOBS, BRANCH_S (the per-run time guard, seconds), SKIP_GPU_TESTS.
+# K, NEW_TOKENS, EVAL_EVERY, JOBS (at most 10 on one H200: 15 ran out of its memory), BRANCH_S (the
+# per-run time guard, seconds), SKIP_GPU_TESTS.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD:$PWD/.bnb HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -25,7 +26,7 @@ timeout ${TIMEOUT:-430} python3 -m trl_ground.benchmarks.learning --work-dir /tm
   --warm-from benchmarks/warm_start --set "branches=${BRANCHES:-[\"sft\", \"hybrid\", \"shuffled\", \"literal\"]}" \
   --set "seeds=${SEEDS:-[0, 1, 2, 3, 4]}" --set "tune=$TUNE" --set branch_steps=${STEPS:-200} --set branch_batch=${BATCH:-64} \
   --set branch_lr=${LR:-5e-5} --set num_generations=${K:-4} --set max_completion_length=${NEW_TOKENS:-96} \
-  --set eval_every=${EVAL_EVERY:-50} --set branch_seconds=${BRANCH_S:-200} --set jobs=${JOBS:-16} --set timing_steps=0 \
+  --set eval_every=${EVAL_EVERY:-50} --set branch_seconds=${BRANCH_S:-200} --set jobs=${JOBS:-10} --set timing_steps=0 \
   --set "extra_flags=$EXTRA" 2>&1 | grep -E "ready|tuning|branch .* seed|failed|Traceback|Error" | grep -v Warning
 tar -czf "$OUT/logs_$TAG.tgz" -C /tmp/w logs 2>/dev/null
 python3 - "$OUT/learning_$TAG.json" <<'PY'
