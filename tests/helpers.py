@@ -44,7 +44,6 @@ def one_line_error(capsys, main, argv, *needles):
     return lines[0]
 
 
-
 # --- the trainer on the tiny model --------------------------------------------------------
 
 GROUNDING_LOG_KEYS = {
@@ -95,8 +94,8 @@ def force_answers(monkeypatch, texts_of):
     random model writes."""
     import torch
 
-    from trl_ground.train import trainer as trainer_module
     from trl_ground.sampling.batches import Samples
+    from trl_ground.train import trainer as trainer_module
 
     real = trainer_module.GroundingSFTTrainer._sample
 
@@ -133,7 +132,6 @@ def perturb_adapters(model, seed=0):
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
-
 
 
 # --- a crowded image (tiling) ---------------------------------------------------------------
@@ -250,7 +248,8 @@ def write_dota(base: Path, truth: list[dict]) -> Path:
 def write_hf(base: Path, truth: list[dict], images: Path) -> Path:
     """A ``save_to_disk`` dataset: ``image`` (Image) and ``objects`` (``bbox`` pixel
     [x, y, w, h], ``category`` ClassLabel), the Hub's detection layout; images from ``images``."""
-    from datasets import ClassLabel, Dataset, Features, Image as ImageFeature, List, Value
+    from datasets import ClassLabel, Dataset, Features, List, Value
+    from datasets import Image as ImageFeature
 
     names = sorted(COCO_IDS)
     features = Features({

@@ -37,10 +37,9 @@ def test_static_sampler_with_cuda_graph_equals_generate(trainer):
 
 
 def test_qlora_trains_a_step_and_saves(tiny_model_dir, synthetic_data, tmp_path):
+    from tests.helpers import REPO
     from trl_ground.config import parse_args
     from trl_ground.train.job import run_sft
-
-    from tests.helpers import REPO
 
     train, test, root = synthetic_data
     trainer = run_sft(*parse_args([
@@ -76,12 +75,11 @@ def test_merged_sampling_weights_of_a_4bit_model_sample_its_tokens(tiny_model_di
     bf16), replayed from a CUDA graph: the sampled tokens' log-probabilities close to the
     training forward's (teacher-forced: in bf16 one near tie flipped by rounding changes the
     rest of a free-running row), and an importance-weighted training step."""
-    from trl_ground.sampling.batches import prompts_from_sft_batch
-    from trl_ground.loss.fused_pass import answer_logprobs
-    from trl_ground.sampling.static import StaticSampler
-    from trl_ground.sampling.decoding import sampling_autocast
-
     from tests.helpers import make_trainer, perturb_adapters
+    from trl_ground.loss.fused_pass import answer_logprobs
+    from trl_ground.sampling.batches import prompts_from_sft_batch
+    from trl_ground.sampling.decoding import sampling_autocast
+    from trl_ground.sampling.static import StaticSampler
 
     trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, "--load-in-4bit", "true", "--bf16", "true",
                            "--sampler-merged-weights", "true", "--gradient-accumulation-steps", "1")
@@ -107,8 +105,8 @@ def test_speculative_sampler_and_packed_pass_on_the_gpu(trainer):
     """Added after the session's device time was spent: not yet run on a GPU. The speculative
     sampler against ``generate`` (greedy, float32 on CUDA: drafts from generate's own answers
     are all accepted) and the packed fused pass against the unpacked one (SDPA with a 4D mask)."""
-    from trl_ground.sampling.batches import prompts_from_sft_batch
     from trl_ground.loss.fused_pass import fused_sft_and_answers
+    from trl_ground.sampling.batches import prompts_from_sft_batch
     from trl_ground.sampling.generation import sample_answers
     from trl_ground.sampling.speculative import speculative_sample
 

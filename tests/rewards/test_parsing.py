@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewards import parse_boxes, to_qwen_answer
-from rewards import parsing
+from rewards import parse_boxes, parsing, to_qwen_answer
 from rewards.parsing import MAX_BOXES, MAX_OBJECT_ATTEMPTS, MAX_OBJECT_CHARS, parse_raw
 
 

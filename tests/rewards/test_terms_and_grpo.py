@@ -4,8 +4,7 @@ import sys
 
 import pytest
 
-from rewards import ScoringSettings, grounding_terms
-from rewards import grpo
+from rewards import ScoringSettings, grounding_terms, grpo
 from rewards.grpo import REWARDS, completion_text, get_grounding_reward, get_reward
 
 GT = [[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.9]]

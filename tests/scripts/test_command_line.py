@@ -8,11 +8,10 @@ import sys
 
 from PIL import Image
 
+from tests.helpers import DEMO, REPO, one_line_error
 from trl_ground.cli.check_data import main as check_data_main
 from trl_ground.cli.sft_ground import main as sft_main
 from trl_ground.config.argv import check_names, config_path, known_names, split_config_flag
-
-from tests.helpers import DEMO, REPO, one_line_error
 
 
 def test_the_names_known_without_trl_are_the_parsers():

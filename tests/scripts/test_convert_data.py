@@ -8,9 +8,8 @@ import tomllib
 
 import pytest
 
-from trl_ground.data.records import load_records
-
 from tests.helpers import REPO, make_truth, write_coco, write_dota, write_hf, write_yolo
+from trl_ground.data.records import load_records
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import crowded_image
 from trl_ground.cli.check_data import main as check_main
 from trl_ground.cli.convert_data import main as convert_main
 from trl_ground.data.tiling import boxes_from_tile
-
-from tests.helpers import crowded_image
 
 
 def test_check_data_names_the_record_whose_answer_max_length_would_cut(tmp_path, capsys):

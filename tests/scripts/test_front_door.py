@@ -8,10 +8,9 @@ import sys
 
 import pytest
 
+from tests.helpers import DEMO, REPO, one_line_error
 from trl_ground.cli.grpo_ground import main as grpo_main
 from trl_ground.cli.sft_ground import main as sft_main
-
-from tests.helpers import DEMO, REPO, one_line_error
 
 QLORA = str(REPO / "configs" / "qlora.yaml")
 

@@ -8,9 +8,8 @@ import subprocess
 import sys
 import time
 
-from trl_ground.train.interrupt import resume_command
-
 from tests.helpers import REPO, tiny_run_argv
+from trl_ground.train.interrupt import resume_command
 
 
 def start_training(tiny_model_dir, synthetic_data, out, log, *extra):

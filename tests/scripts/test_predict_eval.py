@@ -78,8 +78,8 @@ def test_plot_training_from_a_run(tmp_path):
 def test_confidences_follow_generation_logprobs(tiny_model_dir, synthetic_data):
     """The score of each box is exp(mean log-prob) of its coordinate tokens, recomputed here."""
     from trl_ground.data.dataset import ImageLoader
-    from trl_ground.sampling.generation import generate_with_logprobs
     from trl_ground.inference.predict import items_from_folder, load_for_inference, prompt_batch
+    from trl_ground.sampling.generation import generate_with_logprobs
 
     _, _, root = synthetic_data
     model, processor = load_for_inference(str(tiny_model_dir))

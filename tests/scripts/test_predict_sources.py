@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import one_line_error
 from trl_ground.cli.predict_bbox import main as predict_main
 from trl_ground.model.source import ModelSource, is_adapter_dir, resolve_model_source
-
-from tests.helpers import one_line_error
 
 
 def predict_args(model, synthetic_data, out, *extra):

@@ -46,13 +46,13 @@ def is_skeleton(text: str) -> bool:
 def prompts_and_targets(model_dir: Path, settings: dict, n: int, seed: int):
     """``n`` fresh scenes like the warm start's data -> (processor, SFT batch, prompts,
     target answer token ids per prompt)."""
-    from trl_ground.sampling.batches import prompts_from_sft_batch
-    from trl_ground.data.collator import GroundingCollator
     from trl_ground.config import DataArguments
+    from trl_ground.data.collator import GroundingCollator
     from trl_ground.data.dataset import ImageLoader, build_examples
-    from trl_ground.model.loading import load_processor
     from trl_ground.data.records import load_records
     from trl_ground.data.synthetic import make_synthetic_dataset
+    from trl_ground.model.loading import load_processor
+    from trl_ground.sampling.batches import prompts_from_sft_batch
 
     size = settings["image_size"]
     train, _, root = make_synthetic_dataset(Path(tempfile.mkdtemp()), n=n, seed=seed, test_fraction=0.0, size=size,

@@ -85,8 +85,8 @@ class EvalSet:
     def __init__(self, data: Path, split: str, s: LearningBenchSettings):
         from trl_ground.config import DataArguments
         from trl_ground.data.dataset import build_examples
-        from trl_ground.inference.predict import items_from_examples
         from trl_ground.data.records import load_records
+        from trl_ground.inference.predict import items_from_examples
 
         records, _ = load_records(data / f"{split}.json", data, check_images=False)
         args = DataArguments(add_negatives=True, system_prompt=s.system_prompt, query_template=s.query_template)

@@ -88,7 +88,7 @@ def _equal_wall_clock(result: dict, out: dict) -> None:
     if "sft" not in result["branches"] or not per_step.get("sft"):
         return
     budget = per_step["sft"] * result["settings"]["branch_steps"]
-    settings = LearningBenchSettings(**result["settings"])
+    settings = LearningBenchSettings.from_dict(result["settings"])  # old result files: old setting names
     for name, runs in result["branches"].items():
         base = base_kind(name, settings)
         if per_step.get(base):

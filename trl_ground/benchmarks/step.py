@@ -161,12 +161,12 @@ def run(argv=None) -> dict:
 
     if not (args.smoke or torch.cuda.is_available()):
         raise ValueError("trl-ground-bench-step measures a CUDA GPU and this machine has none (--smoke checks the script on the CPU)")
-    from trl_ground.sampling.batches import prompts_from_sft_batch
-    from trl_ground.data.collator import GroundingCollator
     from trl_ground.config import GroundingSFTConfig, ModelArguments
+    from trl_ground.data.collator import GroundingCollator
+    from trl_ground.model.loading import load_model, load_processor
+    from trl_ground.sampling.batches import prompts_from_sft_batch
     from trl_ground.sampling.decoding import sampling_autocast
     from trl_ground.sampling.generation import GenerateSampler, sample_answers
-    from trl_ground.model.loading import load_model, load_processor
     from trl_ground.sampling.static import StaticSampler
     from trl_ground.train.trainer import GroundingSFTTrainer
 

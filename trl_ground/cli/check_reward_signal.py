@@ -51,8 +51,8 @@ def sample_texts(
     from tqdm.auto import tqdm
 
     from trl_ground.data.dataset import ImageLoader
-    from trl_ground.sampling.generation import sample_answers
     from trl_ground.inference.predict import prompt_batch
+    from trl_ground.sampling.generation import sample_answers
 
     loader = ImageLoader(32 * 32, max_pixels)
     device = next(model.parameters()).device
@@ -74,10 +74,10 @@ def main(argv: list[str]) -> int:
 
     from trl_ground.config import DataArguments
     from trl_ground.data.dataset import build_examples
-    from trl_ground.inference.predict import items_from_examples, load_for_inference
-    from trl_ground.model.source import resolve_model_source
     from trl_ground.data.records import load_records
+    from trl_ground.inference.predict import items_from_examples, load_for_inference
     from trl_ground.loss.reward_signal import DEFAULT_VARIANTS, conclusion, signal_report
+    from trl_ground.model.source import resolve_model_source
 
     torch.manual_seed(args.seed)
     root = args.img_root or str(Path(args.test_json).parent)

@@ -120,9 +120,9 @@ def main(argv: list[str]) -> int:
     ap = _parser()
     args = ap.parse_args(argv)  # usage errors: ValueError, exit 2
     options = _options(ap, args)
+    from trl_ground.data.formats import convert
     from trl_ground.train.data_summary import summarize
     from trl_ground.train.lengths import DEFAULT_MAX_LENGTH
-    from trl_ground.data.formats import convert
 
     try:
         records, summary = convert(args.fmt, on_bad_record=args.on_bad_record, **options)

@@ -60,8 +60,8 @@ def main(argv: list[str]) -> int:
 
 def _draw(args) -> None:
     from ..data.images import IMAGE_ERRORS
-    from ..inference.predictions import read_predictions
     from ..data.records import load_records
+    from ..inference.predictions import read_predictions
     from ..inference.viz import answer_note, draw_boxes
 
     root = Path(args.img_root or Path(args.gt).parent)

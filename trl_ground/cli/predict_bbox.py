@@ -112,8 +112,8 @@ def _items(args) -> tuple[list, dict, list[dict], list]:
     """``(items, ground-truth boxes by item index, skipped records as error entries, records)``."""
     from ..config.data import DataArguments
     from ..data.dataset import build_examples
-    from ..inference.predict import items_from_examples, items_from_folder
     from ..data.records import load_records
+    from ..inference.predict import items_from_examples, items_from_folder
 
     if args.root:
         query = args.prompt or (args.query_template.replace("{class}", args.cls) if args.query_template else None)
@@ -194,8 +194,8 @@ def _write_errors(out: Path, errors: list[dict]) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from ..model.source import resolve_model_source
     from ..inference.predict import load_for_inference
+    from ..model.source import resolve_model_source
 
     out = Path(args.out)
     try:

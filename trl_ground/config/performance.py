@@ -11,7 +11,6 @@ from ..sampling import SAMPLER_NAMES
 __all__ = ["SAMPLER_NAMES", "PerformanceSettings"]
 
 
-
 @dataclass
 class PerformanceSettings:
     """How the hybrid trainer samples and scores its answers, fast. Every field is a YAML key and

@@ -21,8 +21,8 @@ from trl import GRPOConfig, SFTConfig
 
 from rewards.grpo import REWARDS
 
-from ..model.compat import silence_checkpointing_renames
 from ..loss.policy_gradient import LOSS_TYPES as POLICY_LOSS_TYPES
+from ..model.compat import silence_checkpointing_renames
 from .performance import SAMPLER_NAMES, PerformanceSettings
 from .renamed import apply_renamed
 

@@ -32,7 +32,6 @@ from .images import open_rgb
 from .prompts import describe_object, grounding_prompt
 from .records import GroundingRecord, load_records
 
-
 if TYPE_CHECKING:  # the settings are read, not built, here
     from ..config.data import DataArguments
 

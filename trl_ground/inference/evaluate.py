@@ -46,9 +46,9 @@ import numpy as np
 
 from ..config.data import DataArguments
 from ..data.dataset import build_examples
+from ..data.records import BOX_TOLERANCE, load_records
 from .metrics import Example, answer_statistics, count_metrics, mean_average_precision, query_counts
 from .predictions import Prediction, PredictionFile, read_predictions
-from ..data.records import BOX_TOLERANCE, load_records
 
 __all__ = ["evaluate", "markdown_report", "resolve_prompt_settings"]
 

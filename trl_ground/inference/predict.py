@@ -28,12 +28,12 @@ import torch
 from rewards import parse_boxes
 from rewards.layout import answer_layout
 
-from ..sampling.batches import PromptBatch
 from ..data.dataset import ImageLoader
-from ..sampling.generation import generate_with_logprobs
 from ..data.images import IMAGE_ERRORS, open_rgb
-from ..model.source import check_model_source
 from ..data.prompts import DEFAULT_QUERY, DEFAULT_SYSTEM_PROMPT, grounding_prompt
+from ..model.source import check_model_source
+from ..sampling.batches import PromptBatch
+from ..sampling.generation import generate_with_logprobs
 
 __all__ = [
     "PredictionItem",

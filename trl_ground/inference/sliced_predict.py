@@ -21,8 +21,8 @@ import numpy as np
 from rewards import to_qwen_answer
 
 from ..data.images import IMAGE_ERRORS, image_size
-from .predict import PredictionItem, iter_predictions
 from ..data.tiling import boxes_from_tile, check_tiling, merge_boxes, tile_grid
+from .predict import PredictionItem, iter_predictions
 
 __all__ = ["SliceSettings", "iter_sliced_predictions"]
 

@@ -31,8 +31,8 @@ def spatial_merge_size_of(model) -> int | None:
 
 
 def answer_logprobs(model, samples: Samples, spatial_merge_size: int | None = None) -> torch.Tensor:
-    """Per-token log-probabilities ``(R, T)`` of the sampled answers under ``model``, with
-    gradient, from one forward pass over ``[prompt][answer]`` through the fused LM head that
+    """The tests' oracle of the fused pass (the trainer never calls it): per-token
+    log-probabilities ``(R, T)`` of the sampled answers under ``model``, with gradient, from one forward pass over ``[prompt][answer]`` through the fused LM head that
     TRL's trainers install (``fused_lm_head=True``: no ``(R, T, vocab)`` logits). 0 after an
     answer's end. ``spatial_merge_size`` (see :func:`spatial_merge_size_of`) lets the M-RoPE
     positions be computed in one go."""

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..sampling.batches import Samples, sft_prompt_lengths
 from ..model.qwen3vl import mrope_position_ids
+from ..sampling.batches import Samples, sft_prompt_lengths
 
 __all__ = ["PackedRows", "pack_sft_and_samples"]
 

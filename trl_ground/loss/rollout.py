@@ -130,6 +130,8 @@ def assign_advantages(rollout: Rollout, running_baseline: torch.Tensor | None, s
         settings: the credit settings; box credit needs ``tokenizer`` (to place tokens in the
             text) and answers scored with the dense cost.
     """
+    if settings.box_credit and tokenizer is None:
+        raise ValueError("box credit needs the tokenizer (to place the answer tokens in the text)")
     adv = advantages(rollout.cost, rollout.k, running_baseline)
     samples = rollout.samples
     if settings.box_credit:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .batches import PromptBatch, Samples
 from ..model.qwen3vl import mrope_position_ids
+from .batches import PromptBatch, Samples
 
 __all__ = [
     "VISION_TOKENS",

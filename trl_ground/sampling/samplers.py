@@ -32,7 +32,6 @@ __all__ = ["SAMPLER_NAMES", "Sampler", "make_sampler"]
 logger = logging.getLogger(__name__)
 
 
-
 @runtime_checkable
 class Sampler(Protocol):
     """Samples answers for a :class:`~trl_ground.sampling.batches.PromptBatch`."""

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 
-import logging
-
 from ..config.data import DataArguments
 from ..data.dataset import build_examples, no_examples_reason, tile_if_asked
-from .lengths import counting_processor, example_lengths, too_long_message
 from ..data.records import load_records
+from .lengths import counting_processor, example_lengths, too_long_message
 
 __all__ = ["summarize"]
 

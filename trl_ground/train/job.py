@@ -9,13 +9,13 @@ from transformers import set_seed
 
 from ..data.collator import GroundingCollator
 from ..data.dataset import build_dataset
+from ..model.loading import load_model, load_processor
+from ..model.source import looks_like_local_path
 from .export import merge_adapters, save_final
 from .interrupt import Interrupted, stop_on_interrupt
 from .lengths import warn_if_too_long
 from .model_card import run_info
-from ..model.loading import load_model, load_processor
 from .output_dir import prepare_output_dir
-from ..model.source import looks_like_local_path
 from .preflight import check_prompt_fits, check_run
 from .run_errors import NothingTrainedError, naming_disk_full
 from .trainer import GroundingSFTTrainer

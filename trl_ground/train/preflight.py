@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 
-
 def check_run(data_args, model_args, config) -> None:
     """Every check of a training run's inputs (data files, model, device).
 

@@ -45,17 +45,17 @@ from trl.models import unwrap_model_for_generation
 
 from rewards import ScoringSettings
 
-from ..sampling.batches import prompts_from_sft_batch, sft_answer_ids
-from ..data.collator import GROUNDING_KEYS
 from ..config.training import resolve_learning_rate
-from ..sampling.decoding import sampling_autocast
-from .export import CheckpointStaging
+from ..data.collator import GROUNDING_KEYS
 from ..loss.fused_pass import fused_sft_and_answers, spatial_merge_size_of
-from .model_card import ModelCardMixin
 from ..loss.policy_gradient import PolicyLossSettings, PromptTypeBaselines, RunningBaseline, grounding_loss
 from ..loss.rollout import CreditSettings, Rollout, assign_advantages, rollout_metrics, score_rollout, split_metrics
-from ..sampling.samplers import make_sampler
+from ..sampling.batches import prompts_from_sft_batch, sft_answer_ids
+from ..sampling.decoding import sampling_autocast
 from ..sampling.merged_weights import mergeable_lora_linears
+from ..sampling.samplers import make_sampler
+from .export import CheckpointStaging
+from .model_card import ModelCardMixin
 
 __all__ = ["GROUNDING_STATE_FILE", "GroundingSFTTrainer"]
 
@@ -89,10 +89,11 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         if performance.sampler_merged_weights:
             mergeable_lora_linears(self.model)  # refuses a model without LoRA linears now, not at the first sampling step
         self.sampler = make_sampler(performance.sampler, parameters_move=self._parameters_move(), merged_weights=performance.sampler_merged_weights)
-        if self.args.grounding_loss and (unsupported := self._loss_settings_the_fused_pass_lacks()):
+        policy_gradient = self.args.grounding_loss and self.args.grounding_gradient == "policy_gradient"
+        if policy_gradient and (unsupported := self._loss_settings_the_fused_pass_lacks()):
             raise ValueError(
-                f"grounding_loss computes TRL's default SFT loss in its own forward pass and cannot combine with {unsupported}; "
-                "turn that off, or train without the grounding loss (--grounding-loss false)"
+                f"the grounding loss's policy gradient computes TRL's default SFT loss in its own forward pass and cannot "
+                f"combine with {unsupported}; turn that off, or train without the grounding loss (--grounding-loss false)"
             )
         attention = getattr(self.model.config, "_attn_implementation", "sdpa")
         if performance.pack_samples and attention != "sdpa":
@@ -114,11 +115,15 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         """Training steps that sample: the rollout is collected (sampled, scored, advantages
         assigned), then one forward pass gives the SFT loss and the answers' log-probabilities
         (:func:`~trl_ground.loss.fused_pass.fused_sft_and_answers`), and
-        :func:`~trl_ground.loss.policy_gradient.grounding_loss` adds the grounding term. Other
-        steps, and evaluation, are ``SFTTrainer``'s (evaluation logs a greedy rollout's metrics)."""
+        :func:`~trl_ground.loss.policy_gradient.grounding_loss` adds the grounding term (with
+        ``return_outputs`` the outputs are None: the fused pass's rows are not the batch's).
+        The literal mode (``grounding_gradient="none"``) adds the cost to ``SFTTrainer``'s loss
+        as a constant: it needs no log-probabilities. Other steps, and evaluation, are
+        ``SFTTrainer``'s (evaluation logs a greedy rollout's metrics)."""
         truth = {k: inputs.pop(k) for k in GROUNDING_KEYS}
         mode = "train" if self.model.training else "eval"
-        if mode == "train" and self._samples_this_step():
+        sampling = mode == "train" and self._samples_this_step()
+        if sampling and self.args.grounding_gradient == "policy_gradient":
             rollout = self._collect_rollout(model, inputs, truth, mode)
             fused = fused_sft_and_answers(
                 model, inputs, rollout.samples, self.processing_class.tokenizer.pad_token_id, num_items_in_batch,
@@ -127,11 +132,18 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
             self._log_sft_metrics(fused, inputs)
             self._log_lm_loss(mode, fused.lm_loss, inputs, num_items_in_batch)
             grounding, metrics = grounding_loss(rollout, fused.answer_logp, self._policy_loss_settings())
-            self._log_means(mode, metrics)
+            if metrics:
+                self._log_means(mode, metrics)
             loss = fused.lm_loss + grounding * self._grounding_scale(num_items_in_batch)
             return (loss, None) if return_outputs else loss
         result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        self._log_lm_loss(mode, result[0] if return_outputs else result, inputs, num_items_in_batch)
+        lm_loss = result[0] if return_outputs else result
+        self._log_lm_loss(mode, lm_loss, inputs, num_items_in_batch)
+        if sampling:  # the literal mode: the cost added as a constant, SFT's gradient
+            rollout = self._collect_rollout(model, inputs, truth, mode)
+            grounding, _ = grounding_loss(rollout, None, self._policy_loss_settings())
+            loss = lm_loss + grounding * self._grounding_scale(num_items_in_batch)
+            return (loss, result[1]) if return_outputs else loss
         if mode == "eval" and self.args.grounding_loss:
             self._collect_rollout(model, inputs, truth, mode)
         return result

@@ -3,9 +3,8 @@ the run (trl_ground/cli/trainer_command.py); no training here (the run is replac
 
 import pytest
 
-from trl_ground.cli.trainer_command import run_trainer_command
-
 from tests.helpers import DEMO, REPO
+from trl_ground.cli.trainer_command import run_trainer_command
 
 
 def test_help_and_an_empty_command_line(capsys):

@@ -5,9 +5,8 @@ import json
 import pytest
 
 from rewards import ScoringSettings
-from trl_ground.config import DataArguments, GroundingGRPOConfig, GroundingSFTConfig, ModelArguments, parse_args
-
 from tests.helpers import REPO
+from trl_ground.config import DataArguments, GroundingGRPOConfig, GroundingSFTConfig, ModelArguments, parse_args
 
 SFT_CONFIGS = ["qlora", "lora16", "full", "demo"]
 GRPO_CONFIGS = ["grpo", "grpo_demo"]

@@ -10,12 +10,11 @@ from dataclasses import asdict, fields
 import pytest
 
 from rewards import ScoringSettings
+from tests.helpers import REPO
 from trl_ground.config import RENAMED, GroundingGRPOConfig, GroundingSFTConfig, PerformanceSettings, parse_args
 from trl_ground.config.parser import GroundingParser
 from trl_ground.config.renamed import RenamedOptionWarning
 from trl_ground.config.training import default_learning_rate
-
-from tests.helpers import REPO
 
 # an old name, a value other than the default, the new name
 OLD_VALUES = {"samples_per_prompt": 3, "sample_temperature": 0.7, "sample_max_new_tokens": 64, "sampler_importance_clip_max": 2.0}

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import H, W, dota_class, make_truth, write_coco, write_dota, write_hf, write_yolo
 from trl_ground.data.formats.base import BadAnnotation, ConversionSummary, convert_each, finite_numbers, pixel_box, unit_box
 from trl_ground.data.formats.coco import from_coco
 from trl_ground.data.formats.dota import from_dota
 from trl_ground.data.formats.hf import from_hf
 from trl_ground.data.formats.project_json import from_json
 from trl_ground.data.formats.yolo import from_yolo
-
-from tests.helpers import H, W, dota_class, make_truth, write_coco, write_dota, write_hf, write_yolo
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from tests.helpers import COCO_IDS, REPO, H, W, dota_class, make_truth, write_coco, write_dota, write_hf, write_yolo
 from trl_ground.data.formats import FORMATS, convert, load_source_records
 from trl_ground.data.formats.coco_results import coco_results, write_coco_results
 from trl_ground.data.records import load_records
-
-from tests.helpers import COCO_IDS, H, REPO, W, dota_class, make_truth, write_coco, write_dota, write_hf, write_yolo
 
 
 @pytest.fixture(scope="module")

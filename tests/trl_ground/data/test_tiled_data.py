@@ -6,10 +6,9 @@ import logging
 
 import numpy as np
 
+from tests.helpers import REPO, crowded_image
 from trl_ground.config import parse_args
 from trl_ground.train.job import build_trainer
-
-from tests.helpers import REPO, crowded_image
 
 
 def argv(tiny_model_dir, train, root, out, *extra):

@@ -9,9 +9,9 @@ import pytest
 
 from trl_ground.config.data import DataArguments
 from trl_ground.data.dataset import build_examples
+from trl_ground.data.records import load_records
 from trl_ground.inference.evaluate import evaluate, markdown_report
 from trl_ground.inference.metrics import answer_statistics, duplicate_boxes
-from trl_ground.data.records import load_records
 
 SHIP_A, SHIP_B, CAR = [0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.7, 0.7], [0.7, 0.1, 0.9, 0.2]
 

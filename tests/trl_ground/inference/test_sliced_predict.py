@@ -4,12 +4,11 @@ borders (with an oracle in place of the model: each tile answers the boxes it ho
 import numpy as np
 import pytest
 
+from tests.helpers import crowded_image
+from trl_ground.data.tiling import boxes_to_tile
 from trl_ground.inference import sliced_predict
 from trl_ground.inference.predict import PredictionItem
 from trl_ground.inference.sliced_predict import SliceSettings, iter_sliced_predictions
-from trl_ground.data.tiling import boxes_to_tile
-
-from tests.helpers import crowded_image
 
 # x in pixels of a 1000 x 600 image cut into 512 px tiles with 128 px overlap: tiles start at x 0, 384, 488
 TRUTH_PX = np.array([

@@ -7,8 +7,8 @@ import torch
 from rewards import ScoringSettings
 from rewards.dense import marginal_contributions
 from rewards.layout import answer_layout
-from trl_ground.loss.rollout import segment_costs, token_advantages
 from trl_ground.loss.policy_gradient import advantages, policy_surrogate
+from trl_ground.loss.rollout import segment_costs, token_advantages
 from trl_ground.model.tiny import build_tiny_processor
 
 GOOD = '{"bbox_2d": [100, 100, 300, 300], "label": "ship"}'

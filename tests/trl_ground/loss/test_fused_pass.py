@@ -5,11 +5,10 @@ import pytest
 import torch
 from trl import SFTTrainer
 
-from trl_ground.sampling.batches import prompts_from_sft_batch
-from trl_ground.loss.fused_pass import answer_logprobs, fused_sft_and_answers
-from trl_ground.sampling.generation import sample_answers
-
 from tests.helpers import first_batch, make_trainer
+from trl_ground.loss.fused_pass import answer_logprobs, fused_sft_and_answers
+from trl_ground.sampling.batches import prompts_from_sft_batch
+from trl_ground.sampling.generation import sample_answers
 
 
 @pytest.mark.parametrize("normalizer", [None, 37])

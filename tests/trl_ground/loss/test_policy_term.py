@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from tests.helpers import SPAM, first_batch, force_answers, force_distinct_costs, grads_after_loss, make_trainer
+from tests.helpers import first_batch, force_answers, force_distinct_costs, grads_after_loss, make_trainer
 
 ONE_BOX = '[{"bbox_2d": [100, 100, 300, 300], "label": "ship"}]'
 ACCUMULATE_ONCE = ("--gradient-accumulation-steps", "1")

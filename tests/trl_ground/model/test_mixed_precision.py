@@ -5,12 +5,11 @@ in the GPU tier)."""
 import pytest
 import torch
 
+from tests.helpers import make_trainer
+from trl_ground.config import ModelArguments
 from trl_ground.model import loading as modeling
 from trl_ground.sampling.batches import prompts_from_sft_batch
-from trl_ground.config import ModelArguments
 from trl_ground.sampling.static import StaticSampler
-
-from tests.helpers import make_trainer
 
 
 def test_weight_dtype_full_fine_tuning_is_fp32_lora_base_is_the_compute_dtype(monkeypatch):

@@ -4,9 +4,8 @@ computes on its own."""
 import pytest
 import torch
 
+from trl_ground.model.qwen3vl import PACKED_VISION_ATTENTION, mrope_position_ids, use_packed_vision_attention
 from trl_ground.sampling.batches import prompts_from_sft_batch
-from trl_ground.model.qwen3vl import mrope_position_ids
-from trl_ground.model.qwen3vl import PACKED_VISION_ATTENTION, use_packed_vision_attention
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +19,11 @@ def sft_batch(tiny_model_dir, synthetic_data, sizes):
     """A collated SFT batch whose images have the given (width, height) sizes."""
     from PIL import Image
 
-    from trl_ground.data.collator import GroundingCollator
     from trl_ground.config import DataArguments
+    from trl_ground.data.collator import GroundingCollator
     from trl_ground.data.dataset import build_examples
-    from trl_ground.model.loading import load_processor
     from trl_ground.data.records import load_records
+    from trl_ground.model.loading import load_processor
 
     train, _, root = synthetic_data
     processor = load_processor(str(tiny_model_dir), 128 * 128)

@@ -8,15 +8,14 @@ import math
 import pytest
 import torch
 
+from tests.helpers import first_batch, make_trainer
 from trl_ground.sampling import samplers as sampler_module
-from trl_ground.train import trainer as trainer_module
 from trl_ground.sampling.batches import prompts_from_sft_batch, sft_answer_ids
 from trl_ground.sampling.generation import GenerateSampler
 from trl_ground.sampling.samplers import SAMPLER_NAMES, Sampler, make_sampler
 from trl_ground.sampling.speculative import SpeculativeSampler
 from trl_ground.sampling.static import StaticSampler
-
-from tests.helpers import first_batch, make_trainer
+from trl_ground.train import trainer as trainer_module
 
 
 @pytest.fixture(scope="module")

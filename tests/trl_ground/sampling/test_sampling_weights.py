@@ -5,12 +5,11 @@ updates, and the trainer corrects its policy gradient with importance weights.""
 import pytest
 import torch
 
-from trl_ground.sampling.batches import prompts_from_sft_batch
+from tests.helpers import first_batch, make_trainer, perturb_adapters
 from trl_ground.loss.fused_pass import answer_logprobs
+from trl_ground.sampling.batches import prompts_from_sft_batch
 from trl_ground.sampling.merged_weights import MergedSamplingWeights
 from trl_ground.sampling.static import StaticSampler
-
-from tests.helpers import first_batch, make_trainer, perturb_adapters
 
 
 @pytest.fixture(scope="module")

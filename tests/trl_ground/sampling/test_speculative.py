@@ -7,11 +7,10 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
+from tests.helpers import first_batch, make_trainer
 from trl_ground.sampling.batches import prompts_from_sft_batch
 from trl_ground.sampling.speculative import lookup_drafts, speculative_accept, speculative_sample
 from trl_ground.sampling.static import StaticSampler
-
-from tests.helpers import first_batch, make_trainer
 
 P0 = [0.5, 0.2, 0.15, 0.1, 0.05]  # next-token distribution; the first draft is token 1
 P1 = [0.1, 0.1, 0.6, 0.1, 0.1]  # after token 1; the second draft is token 2

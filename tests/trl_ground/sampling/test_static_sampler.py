@@ -3,11 +3,10 @@
 import pytest
 import torch
 
+from tests.helpers import make_trainer
 from trl_ground.sampling.batches import prompts_from_sft_batch
 from trl_ground.sampling.generation import sample_answers
 from trl_ground.sampling.static import StaticSampler
-
-from tests.helpers import make_trainer
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from rewards import ScoringSettings
+from tests.helpers import REPO
 from trl_ground.config import GroundingGRPOConfig, parse_args
 from trl_ground.train.grpo import build_rewards, run_grpo
-
-from tests.helpers import REPO
 
 
 def grpo_args(tiny_model_dir, synthetic_data, out, *extra):

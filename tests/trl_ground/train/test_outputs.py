@@ -14,10 +14,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from trl_ground.train import output_dir as output_dir_module
+from tests.helpers import REPO
 from trl_ground.cli.grpo_ground import main as grpo_main
 from trl_ground.cli.sft_ground import main as sft_main
 from trl_ground.config import GroundingGRPOConfig, ModelArguments, parse_args
+from trl_ground.train import output_dir as output_dir_module
 from trl_ground.train.export import atomic_directory
 from trl_ground.train.output_dir import estimate_output_sizes, prepare_output_dir, resolve_resume
 from trl_ground.train.run_errors import (
@@ -29,8 +30,6 @@ from trl_ground.train.run_errors import (
     naming_disk_full,
     verify_checkpoint,
 )
-
-from tests.helpers import REPO
 
 # A short run of the tiny model: 1 sampled answer of at most 8 tokens per prompt, no evaluation.
 QUICK = ("--eval-strategy", "no", "--num-generations", "1", "--max-completion-length", "8", "--logging-steps", "1")

@@ -4,9 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from trl_ground.train import preflight
-from trl_ground.model.source import HUB_TIMEOUT_S
 from trl_ground.config import DataArguments, ModelArguments
+from trl_ground.model.source import HUB_TIMEOUT_S
+from trl_ground.train import preflight
 
 
 def data(**kw):

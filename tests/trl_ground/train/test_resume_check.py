@@ -5,12 +5,11 @@ import shutil
 
 import pytest
 
+from tests.helpers import tiny_run_argv
 from trl_ground.cli.sft_ground import main as sft_main
 from trl_ground.config import ModelArguments
 from trl_ground.train.resume_check import check_resume_setup, setup_differences
 from trl_ground.train.run_errors import OutputError
-
-from tests.helpers import tiny_run_argv
 
 
 def lora_args(model, **changes):

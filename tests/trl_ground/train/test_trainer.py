@@ -6,15 +6,14 @@ import pytest
 import torch
 from trl import SFTTrainer
 
-from trl_ground.train import trainer as trainer_module
-from trl_ground.sampling.batches import prompts_from_sft_batch
+from tests.helpers import GROUNDING_LOG_KEYS, first_batch, force_distinct_costs, grads_after_loss, make_trainer, trainer_argv
 from trl_ground.config import parse_args
 from trl_ground.data.collator import GROUNDING_KEYS
 from trl_ground.loss.fused_pass import answer_logprobs, spatial_merge_size_of
-from trl_ground.sampling.generation import sample_answers
 from trl_ground.loss.policy_gradient import PromptTypeBaselines, grounding_loss
-
-from tests.helpers import GROUNDING_LOG_KEYS, first_batch, force_distinct_costs, grads_after_loss, make_trainer, trainer_argv
+from trl_ground.sampling.batches import prompts_from_sft_batch
+from trl_ground.sampling.generation import sample_answers
+from trl_ground.train import trainer as trainer_module
 
 
 def test_literal_mode_has_plain_sft_gradients_and_policy_gradient_differs(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
@@ -180,6 +179,8 @@ def test_a_loss_setting_the_fused_pass_does_not_mirror_is_refused(tiny_model_dir
     with pytest.raises(ValueError, match="label_smoothing_factor=0.1"):
         make_trainer(tiny_model_dir, synthetic_data, tmp_path, "--label-smoothing-factor", "0.1")
     make_trainer(tiny_model_dir, synthetic_data, tmp_path / "plain", "--label-smoothing-factor", "0.1", "--grounding-loss", "false")
+    # the literal mode needs no log-probabilities: SFTTrainer's own loss, whatever its settings
+    make_trainer(tiny_model_dir, synthetic_data, tmp_path / "literal", "--label-smoothing-factor", "0.1", "--grounding-gradient", "none")
 
 
 def test_resumed_k1_run_reproduces_the_uninterrupted_losses(tiny_model_dir, synthetic_data, tmp_path):
