@@ -9,6 +9,7 @@ import stat
 import pytest
 from PIL import Image
 
+from tests.helpers import one_line_error
 from trl_ground.cli.predict_bbox import main
 
 
@@ -143,3 +144,14 @@ def test_the_training_runs_prompt_words_reach_the_model(tiny_model_dir, syntheti
     system_prompt, queries = seen[0]
     assert system_prompt == "Be brief." and queries[0].startswith("Boxes of ") and queries[0].endswith("?")
     assert json.loads(out.read_text())[0]["query"] == queries[0]
+
+
+def test_4bit_prediction_without_a_gpu_is_one_line(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    line = one_line_error(capsys, main, ["--model", str(tiny_model_dir), "--root", str(tmp_path), "--class", "ship",
+                                         "--load-in-4bit", "--out", str(tmp_path / "o.json")],
+                          "--load-in-4bit needs a CUDA GPU", "16 bits")
+    assert "Traceback" not in line

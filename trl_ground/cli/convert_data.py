@@ -77,7 +77,7 @@ def _parser() -> ArgumentParser:
                     help="with --tile: a box goes to a tile holding at least this fraction of its area (clipped to it)")
     ap.add_argument("--tile-dir", help="with --tile: where the tile images go (default: <out>_tiles beside --out)")
     ap.add_argument("--summary", help="also write the summary as JSON to this file")
-    ap.add_argument("--check", action="store_true", help="then run the dataset checker (scripts/check_data.py) on the result")
+    ap.add_argument("--check", action="store_true", help="then check the result as training reads it (trl-ground-check-data)")
     return ap
 
 

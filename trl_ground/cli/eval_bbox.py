@@ -3,7 +3,7 @@
     trl-ground-eval --pred outputs.json --gt data/test.json --out metrics.json [--img-root data] [--viz DIR]
                                 [--prompt-mode primary|per_class|referring] [--add-negatives | --no-add-negatives]
 
-``--pred`` is ``predict_bbox.py``'s output, or a file in the training (reference script's) format, so that
+``--pred`` is ``trl-ground-predict``'s output, or a file in the training (reference script's) format, so that
 a file can be scored against itself. Every query of ``--gt`` is scored: a query without a
 prediction counts as an empty answer. The queries are those of ``--prompt-mode`` (default:
 the mode written in the predictions' ``mode`` fields, else ``primary``; ``per_class`` for a

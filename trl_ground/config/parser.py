@@ -80,16 +80,26 @@ class GroundingParser(TrlParser):
 
     def parse_known_args(self, args=None, namespace=None):
         """Unknown flags fail here, before any dataclass is built, with the closest known names;
-        so do an old and a new name given with different values (the config itself cannot tell
-        a new name given at its default from one not given)."""
+        so do an old and a new name given with different values in the same place (the config
+        itself cannot tell a new name given at its default from one not given). A flag
+        overrides the config file under either name."""
         namespace, remaining = super().parse_known_args(args, namespace)
         if remaining:
             known = self._known_names() | set(ALIASES) | {"config", "help_all"}
             raise ValueError(unknown_flags_message(remaining, known))
-        given = self._given_in_file | {canonical(a.split("=", 1)[0]) for a in args or [] if a.startswith("--")}
+        on_command_line = {canonical(a.split("=", 1)[0]) for a in args or [] if a.startswith("--")}
         for old, new in RENAMED.items():
-            if old in given and new in given and getattr(namespace, old) != getattr(namespace, new):
-                raise ValueError(conflict_message(old, getattr(namespace, old), getattr(namespace, new)))
+            if not (hasattr(namespace, old) and hasattr(namespace, new)):
+                continue  # a config without that option (GRPO's has no old names)
+            old_value, new_value = getattr(namespace, old), getattr(namespace, new)
+            for source in (self._given_in_file, on_command_line):
+                if old in source and new in source and old_value != new_value:
+                    raise ValueError(conflict_message(old, old_value, new_value))
+            # a flag overrides the config file, whichever of the two names either uses
+            if old in on_command_line and new in self._given_in_file - on_command_line:
+                setattr(namespace, new, old_value)
+            elif new in on_command_line and old in self._given_in_file - on_command_line:
+                setattr(namespace, old, new_value)
         return namespace, remaining
 
     def error(self, message):

@@ -74,7 +74,7 @@ def load_for_inference(model_dir: str, adapter: str | None = None, load_in_4bit:
     directory is missing."""
     from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
-    from ..model.loading import compute_dtype
+    from ..model.loading import check_4bit_device, compute_dtype
 
     check_model_source(model_dir)
     if adapter:
@@ -82,6 +82,7 @@ def load_for_inference(model_dir: str, adapter: str | None = None, load_in_4bit:
 
     kwargs = {"dtype": compute_dtype()}
     if load_in_4bit:
+        check_4bit_device("--load-in-4bit", "leave it out to load the model in 16 bits, or run on a GPU")
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16
         )

@@ -17,6 +17,7 @@ from .compat import enable_activation_checkpointing
 from .qwen3vl import use_packed_vision_attention
 
 __all__ = [
+    "check_4bit_device",
     "compute_dtype", "count_parameters", "load_model", "load_processor", "lora_target_modules", "prepare_quantized_for_training",
     "weight_dtype",
 ]
@@ -40,6 +41,13 @@ def lora_target_modules(model_args) -> str:
     if model_args.finetune_vision_layers:
         parts.append(r"model\.visual\.blocks\.\d+\.(" + "|".join(n.replace(".", r"\.") for n in _VISION) + ")")
     return "(" + "|".join(parts) + ")$"
+
+
+def check_4bit_device(option: str, remedy: str, use_cpu: bool = False) -> None:
+    """4-bit loading (bitsandbytes NF4) needs a CUDA GPU: a ``ValueError`` line naming the
+    ``option`` that asked for it and the ``remedy`` when there is none."""
+    if use_cpu or not torch.cuda.is_available():
+        raise ValueError(f"{option} needs a CUDA GPU (bitsandbytes 4-bit) and none is available: {remedy}")
 
 
 def compute_dtype() -> torch.dtype:

@@ -54,6 +54,7 @@ def check_run(data_args, model_args, config) -> None:
         ValueError: one line, the first problem found.
     """
     check_data_files(data_args, getattr(config, "eval_strategy", "no"))
+    check_reporting(getattr(config, "report_to", None))
     check_device(model_args, config)
     check_model(model_args)
     check_max_length(data_args, model_args, config)
@@ -130,15 +131,28 @@ def check_data_files(data_args, eval_strategy: str = "no") -> None:
 
 
 # ---- device -----------------------------------------------------------------------------------
+def check_reporting(report_to) -> None:
+    """Every logger of ``report_to`` (``wandb``, ``tensorboard`` ...) is installed: otherwise the
+    Trainer would fail with a traceback after the data and the model have loaded."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    wanted = [n for n in names if n not in ("none", "all")]
+    if not wanted:
+        return
+    from transformers.integrations import get_available_reporting_integrations
+
+    missing = [n for n in wanted if n not in get_available_reporting_integrations()]
+    if missing:
+        raise ValueError(f"report_to {', '.join(missing)}: not installed (pip install {' '.join(missing)}), "
+                         "or log to the console only with --report-to none")
+
+
 def check_device(model_args, config=None) -> None:
     """4-bit loading (bitsandbytes NF4) needs a CUDA GPU."""
-    if not model_args.load_in_4bit:
-        return
-    import torch
+    if model_args.load_in_4bit:
+        from ..model.loading import check_4bit_device  # imports torch: not before the run's arguments are read
 
-    if getattr(config, "use_cpu", False) or not torch.cuda.is_available():
-        raise ValueError("load_in_4bit needs a CUDA GPU (bitsandbytes 4-bit) and none is available: "
-                         "add --no-load-in-4bit to train a 16-bit base (more memory), or run on a GPU")
+        remedy = "add --no-load-in-4bit to train a 16-bit base (more memory), or run on a GPU"
+        check_4bit_device("load_in_4bit", remedy, getattr(config, "use_cpu", False))
 
 
 # ---- model ------------------------------------------------------------------------------------

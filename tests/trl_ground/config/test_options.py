@@ -60,10 +60,10 @@ def test_both_names_with_different_values_are_an_error(tmp_path):
         parse_args(["--samples-per-prompt", "3", "--num-generations", "2"])
     with pytest.raises(ValueError, match=message):  # the new name at its default: only the parser can tell it was given
         parse_args(["--samples-per-prompt", "3", "--num-generations", "1"])
-    path = tmp_path / "c.yaml"
-    path.write_text(json.dumps({"samples_per_prompt": 3}))
+    both = tmp_path / "both.yaml"
+    both.write_text(json.dumps({"samples_per_prompt": 3, "num_generations": 2}))
     with pytest.raises(ValueError, match=message):
-        parse_args(["--config", str(path), "--num-generations", "2"])
+        parse_args(["--config", str(both)])
     with pytest.raises(ValueError, match="sample_temperature is the old name of temperature"):
         GroundingSFTConfig(output_dir=str(tmp_path), report_to="none", sample_temperature=0.5, temperature=0.9)
     # the same value under both names is no conflict
@@ -71,6 +71,17 @@ def test_both_names_with_different_values_are_an_error(tmp_path):
         warnings.simplefilter("ignore", RenamedOptionWarning)
         assert parse_args(["--samples-per-prompt", "3", "--num-generations", "3"])[3].num_generations == 3
         assert GroundingSFTConfig(output_dir=str(tmp_path), report_to="none", samples_per_prompt=2, num_generations=2).num_generations == 2
+
+
+def test_a_flag_overrides_the_config_file_under_either_name(tmp_path):
+    old_file, new_file = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old_file.write_text(json.dumps({"samples_per_prompt": 3}))
+    new_file.write_text(json.dumps({"num_generations": 2, "max_completion_length": 48}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RenamedOptionWarning)
+        assert parse_args(["--config", str(old_file), "--num-generations", "2"])[3].num_generations == 2
+        config = parse_args(["--config", str(new_file), "--samples-per-prompt", "3", "--sample-max-new-tokens", "16"])[3]
+    assert (config.num_generations, config.max_completion_length) == (3, 16)
 
 
 def test_the_command_prints_the_notice_as_one_line(capsys, tmp_path):

@@ -155,3 +155,14 @@ def test_a_run_is_checked_before_anything_loads(monkeypatch, synthetic_data, tin
             "--eval-json", str(tmp_path / "absent.json"), "--output-dir", str(tmp_path / "run")]
     with pytest.raises(ValueError, match="eval_json .*absent.json: file not found"):
         train.run_sft(*parse_args(argv))
+
+
+def test_a_logger_that_is_not_installed_is_refused_before_loading(monkeypatch):
+    import transformers.integrations
+
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    with pytest.raises(ValueError, match=r"report_to wandb: not installed \(pip install wandb\).*--report-to none"):
+        preflight.check_reporting(["wandb", "tensorboard"])
+    preflight.check_reporting(["tensorboard"])
+    preflight.check_reporting("none")
+    preflight.check_reporting(None)
