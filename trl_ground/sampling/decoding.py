@@ -231,7 +231,14 @@ class SamplerBase:
     """What every :class:`~trl_ground.sampling.samplers.Sampler` does around its decoding: repeat the
     prompts ``k`` times, build the :class:`TokenRule` of the call, decode without gradient in
     eval mode, and turn the tokens into :class:`~trl_ground.sampling.batches.Samples`. A subclass
-    implements :meth:`_decode`."""
+    implements :meth:`_decode`.
+
+    Attributes:
+        uses_targets: whether :meth:`_decode` reads the prompts' target answers (callers skip
+            extracting them otherwise: it costs a device-to-host copy of the labels).
+    """
+
+    uses_targets = False
 
     def sample(
         self,

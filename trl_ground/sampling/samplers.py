@@ -34,7 +34,13 @@ logger = logging.getLogger(__name__)
 
 @runtime_checkable
 class Sampler(Protocol):
-    """Samples answers for a :class:`~trl_ground.sampling.batches.PromptBatch`."""
+    """Samples answers for a :class:`~trl_ground.sampling.batches.PromptBatch`.
+
+    Attributes:
+        uses_targets: whether :meth:`sample` reads ``targets`` (only then do callers extract them).
+    """
+
+    uses_targets: bool
 
     def sample(
         self,

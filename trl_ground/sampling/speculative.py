@@ -157,6 +157,8 @@ class SpeculativeSampler(SamplerBase):
         last_stats: what the latest call did (:class:`SpeculativeStats`; None before one).
     """
 
+    uses_targets = True
+
     def __init__(self, block: int = 4, match: int = 2):
         self.block, self.match = block, match
         self.last_stats: SpeculativeStats | None = None

@@ -209,7 +209,7 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
                 max_new_tokens=args.max_completion_length,
                 do_sample=mode == "train",
                 min_new_tokens=args.sample_min_new_tokens,
-                targets=sft_answer_ids(inputs),
+                targets=sft_answer_ids(inputs) if self.sampler.uses_targets else None,
             )
         rollout = score_rollout(samples, truth["gt_boxes"], truth["query_class"], k, self.scoring, time.perf_counter() - start)
         if mode == "train":

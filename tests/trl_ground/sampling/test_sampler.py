@@ -116,3 +116,15 @@ def test_training_with_the_speculative_sampler(tiny_model_dir, synthetic_data, t
     assert [r["step"] for r in logged] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) for r in logged)
     assert any("eval_grounding_cost" in r for r in trainer.state.log_history)
+
+
+def test_only_a_sampler_that_drafts_gets_the_target_answers(tiny_model_dir, synthetic_data, tmp_path):
+    """Extracting the targets copies the labels to the host: the other samplers are spared it."""
+    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, "--sampler", "generate", "--max-completion-length", "4")
+    seen = []
+    real = trainer.sampler.sample
+    trainer.sampler.sample = lambda *a, **kw: seen.append(kw["targets"]) or real(*a, **kw)
+    batch = first_batch(trainer)
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, dict(batch))
+    assert seen == [None] and not trainer.sampler.uses_targets and SpeculativeSampler.uses_targets
