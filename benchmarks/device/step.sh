@@ -4,9 +4,9 @@
 # 16-bit LoRA (bf16 base) and the crowded case (30-box answers, QLoRA). Results in $OUT,
 # named after $TAG; `trl-ground-bench-step --combine` then writes the committed file.
 #   usage (from the repo root on the device, .whl/.bnb/.assets carried): TAG=run1 bash benchmarks/device/step.sh
-# RUNS picks the runs (default "qlora lora16 crowded"). The three took 9.5 min on 2026-11-29,
-# before the packed variants were added: with them, run qlora and lora16 in separate calls
-# (RUNS=qlora, then RUNS="lora16 crowded", right after each other on the same machine).
+# RUNS picks the runs (default "qlora lora16 crowded"); with every lever they do not fit one
+# call: run qlora and the others in separate calls (RUNS=qlora, then RUNS="lora16 crowded",
+# right after each other on the same machine).
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD:$PWD/.bnb HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -14,20 +14,21 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 TAG=${TAG:-run}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 if [ -z "${SKIP_GPU_TESTS:-}" ]; then
-  timeout 150 python3 -m pytest -q -m gpu tests/gpu -p no:cacheprovider 2>&1 | tail -15 > "$OUT/gpu_tests_$TAG.txt"
+  timeout ${GPU_TESTS_S:-200} python3 -m pytest -q -m gpu tests/gpu -p no:cacheprovider 2>&1 | tail -25 > "$OUT/gpu_tests_$TAG.txt"
   tail -3 "$OUT/gpu_tests_$TAG.txt"
 fi
-BENCH="python3 -m trl_ground.benchmarks.step --assets .assets --skip-naive"
+BENCH="python3 -m trl_ground.benchmarks.step --assets .assets --reps 3 --warmup 1"
 fresh_tmp() { rm -rf /tmp/bench && mkdir -p /tmp/bench; }  # each run leaves a 17 GB checkpoint if killed
 export TMPDIR=/tmp/bench
-show() { grep -E "^(sft|hybrid)|Error|error:|Traceback" | grep -v Warning; }
+show() { grep -E "^(sft|hybrid)|Error|error:|Traceback|recompil" | grep -v Warning; }
 RUNS=${RUNS:-qlora lora16 crowded}
 for run in $RUNS; do
   fresh_tmp
   case $run in
-    qlora) timeout 300 $BENCH --out "$OUT/step_qlora_$TAG.json" 2>&1 | show ;;
-    lora16) timeout 280 $BENCH --lora16 --out "$OUT/step_lora16_$TAG.json" 2>&1 | show ;;
-    crowded) timeout 165 $BENCH --answer-boxes 30 --reps 1 --warmup 1 --skip-k4 --skip-decode --skip-packed \
+    qlora) timeout ${QLORA_S:-420} $BENCH --out "$OUT/step_qlora_$TAG.json" 2>&1 | show ;;
+    lora16) timeout ${LORA16_S:-260} $BENCH --lora16 --levers eager merged_packed speculative --skip-generate \
+      --out "$OUT/step_lora16_$TAG.json" 2>&1 | show ;;
+    crowded) timeout ${CROWDED_S:-300} $BENCH --answer-boxes 30 --reps 1 --warmup 1 --levers eager merged_packed --skip-decode \
       --out "$OUT/step_crowded_$TAG.json" 2>&1 | show ;;
   esac
 done
@@ -37,6 +38,7 @@ for kind in ("qlora", "lora16", "crowded"):
     p = pathlib.Path(sys.argv[1], f"step_{kind}_{sys.argv[2]}.json")
     if p.exists():
         r = json.loads(p.read_text())
-        keep = {k: v for k, v in r.items() if k.endswith(("_s", "_gb", "_per_token", "seconds")) or k in ("ratios", "decode_floor_ms_per_token", "errors")}
+        keep = {k: v for k, v in r.items() if k.endswith(("_s", "_gb", "_per_token", "seconds", "_ms", "_per_step"))
+                or k in ("ratios", "decode_floor_ms_per_token", "errors", "compile_failed")}
         print(kind, json.dumps(keep))
 PY

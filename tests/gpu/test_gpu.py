@@ -102,8 +102,7 @@ def test_merged_sampling_weights_of_a_4bit_model_sample_its_tokens(tiny_model_di
 
 
 def test_speculative_sampler_and_packed_pass_on_the_gpu(trainer):
-    """Added after the session's device time was spent: not yet run on a GPU. The speculative
-    sampler against ``generate`` (greedy, float32 on CUDA: drafts from generate's own answers
+    """The speculative sampler (its verify step graph-captured) against ``generate`` (greedy, float32 on CUDA: drafts from generate's own answers
     are all accepted) and the packed fused pass against the unpacked one (SDPA with a 4D mask)."""
     from trl_ground.loss.fused_pass import fused_sft_and_answers
     from trl_ground.sampling.batches import prompts_from_sft_batch
@@ -118,6 +117,7 @@ def test_speculative_sampler_and_packed_pass_on_the_gpu(trainer):
     targets = [row[m.bool()].tolist() for row, m in zip(ref.completion_ids, ref.completion_mask)]
     fast, stats = speculative_sample(model, prompts, tok, targets, max_new_tokens=24, do_sample=False, block=4)
     assert torch.equal(fast.completion_ids, ref.completion_ids) and stats.tokens_per_step > 3.0
+    assert stats.decode_steps >= 2  # the second verify step was captured and replayed
     sft_inputs = {k: v for k, v in batch.items() if k not in ("gt_boxes", "query_class")}
     with torch.no_grad():
         plain = fused_sft_and_answers(model, dict(sft_inputs), ref, tok.pad_token_id, None, 1, 2)
@@ -168,3 +168,50 @@ def test_static_sampler_decodes_an_fp32_model_under_bf16_autocast_on_the_gpu(tra
     (state,) = sampler._states.values()
     assert state.graph is not None
     assert all(layer.values.dtype == torch.bfloat16 for layer in state.cache.layers if getattr(layer, "is_initialized", False))
+
+
+def test_compiled_and_captured_decode_steps_equal_generate(trainer):
+    """``torch.compile`` before the CUDA-graph capture (the default of the trainer's samplers):
+    the static sampler's and the speculative verify step's greedy tokens are ``generate``'s,
+    with every shape compiled and captured."""
+    from trl_ground.sampling.batches import prompts_from_sft_batch
+    from trl_ground.sampling.generation import sample_answers
+    from trl_ground.sampling.speculative import SpeculativeSampler
+    from trl_ground.sampling.static import StaticSampler
+
+    model = trainer.model.to("cuda").float()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    tok = trainer.processing_class.tokenizer
+    prompts = prompts_from_sft_batch(batch, tok.pad_token_id)
+    ref = sample_answers(model, prompts, tok, k=2, max_new_tokens=24, do_sample=False)
+    static = StaticSampler(bucket=16, compile=True)
+    for _ in range(2):
+        out = static.sample(model, prompts, tok, k=2, max_new_tokens=24, do_sample=False)
+        assert torch.equal(out.completion_ids, ref.completion_ids)
+    assert not static.graphs.compile_failed and all(s.graph is not None and s.compiled for s in static.graphs.states.values())
+    targets = [row[m.bool()].tolist()[:10] for row, m in zip(ref.completion_ids[::2], ref.completion_mask[::2])]
+    speculative = SpeculativeSampler(block=3, compile=True, bucket=16)
+    out = speculative.sample(model, prompts, tok, k=2, max_new_tokens=24, do_sample=False, targets=targets)
+    assert torch.equal(out.completion_ids, ref.completion_ids) and speculative.last_stats.accepted > 0
+    assert not speculative.graphs.compile_failed
+    assert all(s.graph is not None and s.compiled for s in speculative.graphs.states.values())
+
+
+def test_qlora_hybrid_step_with_every_speed_switch(tiny_model_dir, synthetic_data, tmp_path):
+    """The 4-bit hybrid step with the speculative sampler, merged weights, the compiled and
+    captured verify step and shared-prefix packing together: finite loss, importance weights
+    near 1, the verify step replayed from a graph."""
+    from tests.helpers import make_trainer
+
+    trainer = make_trainer(tiny_model_dir, synthetic_data, tmp_path, "--load-in-4bit", "true", "--bf16", "true",
+                           "--sampler", "speculative", "--sampler-merged-weights", "true", "--sampler-compile", "true",
+                           "--pack-samples", "true", "--max-steps", "2", "--save-strategy", "no", "--eval-strategy", "no",
+                           "--gradient-accumulation-steps", "1", "--max-completion-length", "16", "--logging-steps", "1")
+    trainer.train()
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    assert losses and all(torch.isfinite(torch.tensor(x)) for x in losses)
+    weights = [r["sampling/importance_weight_mean"] for r in trainer.state.log_history if "sampling/importance_weight_mean" in r]
+    assert weights and all(0.8 < w < 1.2 for w in weights)
+    sampler = trainer.sampler
+    assert type(sampler).__name__ == "SpeculativeSampler" and not sampler.graphs.compile_failed
+    assert sampler.graphs.states and all(s.graph is not None for s in sampler.graphs.states.values())

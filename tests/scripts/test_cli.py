@@ -38,13 +38,18 @@ def test_step_benchmark_runs_in_smoke_mode(tmp_path):
     r = run("scripts/bench_step.py", "--smoke", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
-    for key in ("sft_step_s", "hybrid_step_s", "hybrid_step_k4_s", "hybrid_merged_step_s", "generate_ms_per_token",
-                "sampler_ms_per_token", "sampler_merged_ms_per_token", "sft_peak_gb", "hybrid_peak_gb", "weights_gb"):
-        assert key in result
-    assert result["sampler_greedy_token_agreement"] == result["sampler_merged_greedy_token_agreement"] == 1.0
+    levers = ("eager", "compiled", "packed", "merged", "merged_packed", "speculative")
+    for key in ("sft_step_s", "hybrid_step_s", *(f"hybrid_{lever}_step_s" for lever in levers), "generate_ms_per_token",
+                "sampler_ms_per_token", "sampler_merged_compiled_ms_per_token", "speculative_full_acceptance_ms_per_token",
+                "sft_peak_gb", "hybrid_peak_gb", "weights_gb"):
+        assert key in result, key
+    assert result["variants"]["hybrid_merged_packed_step"] == {"sampler": "static", "merged_weights": True, "compiled": True,
+                                                               "packed": True, "grounding_loss": True, "num_generations": 1}
+    assert result["sampler_eager_greedy_token_agreement"] == result["sampler_merged_compiled_greedy_token_agreement"] == 1.0
+    assert result["speculative_full_acceptance_tokens_per_step"] > 1.0  # drafts from its own greedy answers pass
     assert result["hybrid_merged_step_importance"]["sampling/importance_weight_mean"] == pytest.approx(1.0, abs=1e-3)
-    assert result["settings"]["gradient_checkpointing"] is True
-    assert set(result["ratios"]) >= {"hybrid_over_sft", "hybrid_merged_over_sft", "generate_over_sampler_merged_per_token"}
+    assert result["settings"]["gradient_checkpointing"] is True and "errors" not in result
+    assert set(result["ratios"]) >= {"hybrid_over_sft", "hybrid_merged_packed_over_sft", "generate_over_sampler_per_token"}
 
     # two runs combined into the committed file: the worse run on top, both kept
     better = dict(result, sft_step_s=result["sft_step_s"] * 10, date="better")
@@ -55,6 +60,7 @@ def test_step_benchmark_runs_in_smoke_mode(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     combined = json.loads(combined_path.read_text())
     assert combined["sft_step_s"] == result["sft_step_s"] and len(combined["runs"]) == 2 and combined["worse_of"] == 2
+    assert [r["sft_step_s"] for r in combined["ratio_spread"]] == [result["sft_step_s"], better["sft_step_s"]]
     assert combined["lora16"]["hybrid_step_s"] == result["hybrid_step_s"] and len(combined["crowded"]) == 1
 
 
@@ -126,12 +132,13 @@ def test_step_benchmark_modes_for_16_bit_lora_and_crowded_answers(tmp_path):
     out = tmp_path / "step.json"
     # the modes' own part: the 16-bit base and a hybrid step sampling answers as long as the
     # targets (the other variants are the smoke run's)
-    r = run("scripts/bench_step.py", "--smoke", "--lora16", "--answer-boxes", "6", "--skip-naive", "--skip-k4", "--skip-merged",
-            "--skip-packed", "--skip-decode", "--out", str(out))
+    r = run("scripts/bench_step.py", "--smoke", "--lora16", "--answer-boxes", "6", "--levers", "merged_packed", "--skip-decode",
+            "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
     settings = result["settings"]
-    assert result["hybrid_step_s"] > 0 and "hybrid_step_k4_s" not in result and "sampler_ms_per_token" not in result
+    assert result["hybrid_step_s"] > 0 and result["hybrid_merged_packed_step_s"] > 0 and "hybrid_eager_step_s" not in result
+    assert "hybrid_step_k4_s" not in result and "sampler_ms_per_token" not in result
     assert settings["answer_boxes"] == 6 and settings["quantization"].startswith("none")
     # six boxes of JSON, label included: the sampled answers are as long as the targets
     assert settings["new_tokens_forced"] > 6 * 20

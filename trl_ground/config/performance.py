@@ -21,8 +21,9 @@ class PerformanceSettings:
         sampler (`str`, defaults to `"static"`):
             ``"static"``: static KV cache with the decode step replayed from a CUDA graph;
             ``"generate"``: plain ``model.generate``; ``"speculative"``: drafts from each
-            prompt's target answer verified in blocks (exact samples in fewer decode steps;
-            eager, no CUDA graph yet). Chosen once (:func:`trl_ground.sampling.samplers.make_sampler`):
+            prompt's target answer verified in blocks of ``speculative_block`` tokens (exact
+            samples in fewer decode steps; its verify step compiled and graph-captured like
+            the static sampler's). Chosen once (:func:`trl_ground.sampling.samplers.make_sampler`):
             under FSDP / ZeRO-3 every choice samples with ``generate``, with a warning.
         pack_samples (`bool`, defaults to `False`):
             Shared-prefix packing of the fused pass: each prompt once, followed by its target
@@ -36,12 +37,21 @@ class PerformanceSettings:
             for one dense copy of the adapted linears (~14 GB for the 8B model, +14-16 GB peak
             measured); :mod:`trl_ground.sampling.merged_weights`. Its rounding makes the samples come
             from a slightly different model, corrected by truncated importance weights.
+            With the static or the speculative sampler.
+        sampler_compile (`bool`, defaults to `True`):
+            Run the decode step (the speculative verify step) through ``torch.compile`` before
+            capturing it in a CUDA graph (:class:`trl_ground.sampling.static.DecodeGraphs`): fuses the
+            norms, rotary embedding, residual adds and casts of each layer. CUDA only; the
+            first step of each shape compiles (seconds to a minute); a step that cannot be
+            compiled runs without it, with one warning.
+        speculative_block (`int`, defaults to `4`):
+            Draft tokens verified per decode step by the speculative sampler.
     """
 
     sampler: str = field(
         default="static",
         metadata={"help": "static (static KV cache + CUDA-graph decode step), generate (plain model.generate) or "
-                  "speculative (drafts from the target answer, verified in blocks; eager)."},
+                  "speculative (drafts from the target answer, verified in blocks of --speculative-block tokens)."},
     )
     pack_samples: bool = field(
         default=False,
@@ -51,9 +61,19 @@ class PerformanceSettings:
         default=False,
         metadata={"help": "Sample with each LoRA linear merged into one dense matrix: faster decoding, costs a dense copy of the adapted linears."},
     )
+    sampler_compile: bool = field(
+        default=True,
+        metadata={"help": "torch.compile the decode step before capturing it in a CUDA graph (CUDA only; compiles once per shape)."},
+    )
+    speculative_block: int = field(
+        default=4,
+        metadata={"help": "Draft tokens verified per decode step by the speculative sampler."},
+    )
 
     def __post_init__(self):
         if self.sampler not in SAMPLER_NAMES:
             raise ValueError(f"sampler must be one of {SAMPLER_NAMES}, got {self.sampler!r}")
-        if self.sampler_merged_weights and self.sampler != "static":
-            raise ValueError("sampler_merged_weights needs sampler='static' (generate samples from the model as it is)")
+        if self.sampler_merged_weights and self.sampler == "generate":
+            raise ValueError("sampler_merged_weights needs sampler='static' or 'speculative' (generate samples from the model as it is)")
+        if self.speculative_block < 1:
+            raise ValueError(f"speculative_block must be >= 1, got {self.speculative_block}")

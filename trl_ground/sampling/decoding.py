@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ __all__ = [
     "vision_token_ids",
     "weights_dtype",
 ]
+
+logger = logging.getLogger(__name__)
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 
@@ -236,9 +239,15 @@ class SamplerBase:
     Attributes:
         uses_targets: whether :meth:`_decode` reads the prompts' target answers (callers skip
             extracting them otherwise: it costs a device-to-host copy of the labels).
+        merged_weights: decode with the LoRA linears merged into dense matrices
+            (:class:`~trl_ground.sampling.merged_weights.MergedSamplingWeights`, made on first
+            use and refreshed from the adapters on every call); :meth:`_decode` then returns
+            its tokens' log-probabilities under that sampling model.
     """
 
     uses_targets = False
+    merged_weights = False
+    _merged = None
 
     def sample(
         self,
@@ -258,9 +267,23 @@ class SamplerBase:
         rule = TokenRule.of(base_model(model), tokenizer, rows.input_ids.device, temperature=temperature, do_sample=do_sample,
                             min_new_tokens=min_new_tokens)
         row_targets = None if targets is None else [list(t) for t in targets for _ in range(k)]
-        with torch.no_grad(), eval_mode(model):
+        with torch.no_grad(), eval_mode(model), self._sampling_weights(model, rows.input_ids.device):
             tokens, logprobs = self._decode(model, rows, rule, max_new_tokens, row_targets)
         return samples_from_tokens(rows, tokens, rule.end_ids, tokenizer, sampler_logprobs=logprobs)
+
+    def _sampling_weights(self, model, device):
+        """The weights :meth:`_decode` runs with: the model's own, or (``merged_weights``) its
+        merged matrices, made on first use and refreshed from the current adapters, in the
+        autocast dtype when sampling runs under autocast."""
+        if not self.merged_weights:
+            return contextlib.nullcontext()
+        from .merged_weights import MergedSamplingWeights
+
+        if self._merged is None:
+            self._merged = MergedSamplingWeights(model, sampling_dtype(model, device))
+            logger.info("merged sampling weights: %.2f GB", self._merged.nbytes / 1e9)
+        self._merged.refresh()
+        return self._merged.active()
 
     def _decode(self, model, rows: PromptBatch, rule: TokenRule, max_new_tokens: int, row_targets: list[list[int]] | None):
         """The answers of ``rows`` (``R`` prompts, already repeated), their target answers
@@ -268,6 +291,7 @@ class SamplerBase:
 
         Returns:
             ``(tokens (R, T), log-probabilities (R, T) of those tokens under the sampling model
-            at temperature 1, or None)``; a row's tokens after its end token are ignored.
+            at temperature 1, or None)``: the log-probabilities are needed (and only given)
+            with ``merged_weights``; a row's tokens after its end token are ignored.
         """
         raise NotImplementedError

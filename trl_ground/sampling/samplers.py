@@ -6,7 +6,8 @@ A sampler draws ``k`` answers per prompt from the current model, without gradien
 - :class:`~trl_ground.sampling.static.StaticSampler`: a static KV cache and a decode step
   replayed from a CUDA graph (the default; optionally merged LoRA weights);
 - :class:`~trl_ground.sampling.speculative.SpeculativeSampler`: drafts taken from each prompt's target
-  answer, verified in blocks; exact samples in fewer decode steps (eager for now).
+  answer, verified in blocks; exact samples in fewer decode steps (its verify step compiled
+  and graph-captured like the static sampler's).
 
 All three share their arithmetic and their front door (:mod:`trl_ground.sampling.decoding`:
 :class:`~trl_ground.sampling.decoding.TokenRule`, :class:`~trl_ground.sampling.decoding.SamplerBase`): with the
@@ -78,7 +79,8 @@ class Sampler(Protocol):
         ...
 
 
-def make_sampler(name: str, *, parameters_move: bool = False, merged_weights: bool = False) -> Sampler:
+def make_sampler(name: str, *, parameters_move: bool = False, merged_weights: bool = False, compile: bool = False,
+                 speculative_block: int = 4) -> Sampler:
     """The sampler called ``name`` (one of :data:`SAMPLER_NAMES`), made once per run.
 
     Args:
@@ -86,8 +88,11 @@ def make_sampler(name: str, *, parameters_move: bool = False, merged_weights: bo
         parameters_move: the weights are gathered per call (FSDP, ZeRO-3). A CUDA graph keeps
             the addresses of the weights, and the speculative sampler has not been run sharded:
             both give way to the generate sampler, said in one log line.
-        merged_weights: the static sampler samples with merged LoRA weights
+        merged_weights: the static or speculative sampler samples with merged LoRA weights
             (:mod:`trl_ground.sampling.merged_weights`).
+        compile: their decode step goes through ``torch.compile`` before its CUDA-graph
+            capture (:class:`trl_ground.sampling.static.DecodeGraphs`).
+        speculative_block: draft tokens per verify step of the speculative sampler.
 
     Raises:
         ValueError: an unknown ``name``.
@@ -99,7 +104,7 @@ def make_sampler(name: str, *, parameters_move: bool = False, merged_weights: bo
         logger.warning("sampler %r%s: parameters are gathered per call under FSDP / ZeRO-3, sampling with generate", name, merged)
         name = "generate"
     if name == "static":
-        return StaticSampler(merged_weights=merged_weights)
+        return StaticSampler(merged_weights=merged_weights, compile=compile)
     if name == "speculative":
-        return SpeculativeSampler()
+        return SpeculativeSampler(block=speculative_block, merged_weights=merged_weights, compile=compile)
     return GenerateSampler()

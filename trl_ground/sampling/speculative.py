@@ -21,10 +21,12 @@ realign), else the target from the row's current length.
 
 Rows accept different numbers of tokens, so the KV cache gets ``block + 1`` new slots per
 step for every row and an explicit attention mask ``(R, 1, q, L)`` hides each row's rejected
-slots; the positions (3D M-RoPE, text tokens) follow each row's own accepted length. This
-version decodes eagerly with a ``DynamicCache`` (no CUDA graph): it measures acceptance and
-steps on models that write the format; a graph-captured verify step is future work
-(``benchmarks/NOTES_step.md``).
+slots; the positions (3D M-RoPE, text tokens) follow each row's own accepted length. The
+verify step has a fixed shape (``q = block + 1`` tokens per row, a static cache long enough
+for ``max_new_tokens`` steps of ``q`` slots), so it is run like the static sampler's decode
+step (:class:`~trl_ground.sampling.static.DecodeGraphs`): compiled when asked, captured
+in a CUDA graph once per shape on CUDA and replayed; the acceptance rule and the drafts run
+outside the graph.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from dataclasses import dataclass
 import torch
 
 from .batches import PromptBatch, Samples
-from .decoding import SamplerBase, TokenRule, base_model, cache_kwarg, prefill
+from .decoding import SamplerBase, TokenRule, base_model, cache_kwarg, prefill, sampling_dtype
+from .static import DecodeGraphs
 
 __all__ = ["SpeculativeSampler", "SpeculativeStats", "lookup_drafts", "speculative_accept", "speculative_sample"]
 
@@ -147,11 +150,14 @@ class SpeculativeSampler(SamplerBase):
     """Samples ``k`` answers per prompt (the contract of :class:`trl_ground.sampling.samplers.Sampler`)
     drafting from ``targets``, the target answer's token ids per prompt (end token included
     or not), which it needs on every call (the trainer passes the batch's target answers).
-    Decodes eagerly, with a ``DynamicCache``.
 
     Args:
         block: draft tokens verified per decode step.
         match: tokens matched to realign the drafts on the target (:func:`lookup_drafts`).
+        merged_weights: verify with the LoRA linears merged into dense matrices (as the static
+            sampler; the samples then hold their tokens' ``sampler_logprobs``).
+        use_cuda_graph, compile, compile_devices, bucket, max_states: how the verify step runs
+            (:class:`~trl_ground.sampling.static.DecodeGraphs`).
 
     Attributes:
         last_stats: what the latest call did (:class:`SpeculativeStats`; None before one).
@@ -159,71 +165,92 @@ class SpeculativeSampler(SamplerBase):
 
     uses_targets = True
 
-    def __init__(self, block: int = 4, match: int = 2):
+    def __init__(self, block: int = 4, match: int = 2, merged_weights: bool = False, use_cuda_graph: bool = True,
+                 compile: bool = False, compile_devices: tuple[str, ...] = ("cuda",), bucket: int = 128, max_states: int = 4):
         self.block, self.match = block, match
+        self.merged_weights = merged_weights
+        self.graphs = DecodeGraphs(use_cuda_graph, compile, compile_devices, bucket, max_states)
         self.last_stats: SpeculativeStats | None = None
 
     def _decode(self, model, rows: PromptBatch, rule: TokenRule, max_new_tokens: int, row_targets: list[list[int]] | None):
-        from transformers import DynamicCache
-
         if row_targets is None or len(row_targets) != len(rows):
             raise ValueError("the speculative sampler drafts from one target answer per prompt: "
                              f"{len(rows)} answers to sample, {0 if row_targets is None else len(row_targets)} targets")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         block, eos, device = self.block, rule.end_ids, rows.input_ids.device
+        q = block + 1
         base = base_model(model)
-        n_rows = len(rows)
-        cache = DynamicCache(config=base.config)
+        n_rows, prompt_len = rows.input_ids.shape
+        # every step gains each unfinished row >= 1 token after the prefill's first: <= max_new_tokens - 1 steps
+        state = self.graphs.state(base, n_rows, q, prompt_len + max(max_new_tokens - 1, 1) * q, device, sampling_dtype(base, device))
         cache_kw = cache_kwarg(base)
         self.last_stats = stats = SpeculativeStats()
 
-        logits, rope_deltas = prefill(base, rows, cache, cache_kw)
-        last = rule.pick(logits, ban_end=rule.min_new_tokens > 0)
-        generated = [[int(t)] for t in last]
-        done = torch.isin(last, rule.end) | (max_new_tokens <= 1)
-        valid = rows.attention_mask.bool()  # (R, slots) which cache slots each row attends to
+        logits, rope_deltas = prefill(base, rows, state.cache, cache_kw)
+        first = rule.pick(logits, ban_end=rule.min_new_tokens > 0)
+        generated = [[t] for t in first.tolist()]
+        logprobs = [[lp] for lp in _token_logprobs(logits, first).tolist()] if self.merged_weights else None
+        done = [g[0] in eos or max_new_tokens <= 1 for g in generated]  # host-side: one copy per step
+        valid = torch.zeros(n_rows, state.length, dtype=torch.bool, device=device)  # the cache slots each row attends to
+        valid[:, :prompt_len] = rows.attention_mask.bool()
+        slot = prompt_len  # where this step's q tokens go in the cache
         text_len = rows.attention_mask.sum(dim=1)  # (R,) valid prompt tokens
+        causal = torch.ones(q, q, dtype=torch.bool, device=device).tril()
+        steps = torch.arange(q, device=device)
 
-        while not bool(done.all()):
-            drafts = lookup_drafts(generated, row_targets, block, self.match).to(device)
-            step_ids = torch.cat([last.unsqueeze(1), drafts], dim=1)  # (R, block + 1)
-            q = block + 1
-            lengths = torch.tensor([len(g) for g in generated], device=device)
-            position = (text_len + lengths - 1).unsqueeze(1) + torch.arange(q, device=device)  # text index of each input
-            position_ids = (position + rope_deltas).unsqueeze(0).expand(3, -1, -1)
-            causal = torch.ones(q, q, dtype=torch.bool, device=device).tril()
-            mask = torch.cat([valid.unsqueeze(1).expand(-1, q, -1), causal.unsqueeze(0).expand(n_rows, -1, -1)], dim=2)
-            out = base(input_ids=step_ids, position_ids=position_ids, attention_mask=mask.unsqueeze(1), use_cache=True, **{cache_kw: cache})
+        while not all(done):
+            drafts = lookup_drafts(generated, row_targets, block, self.match)  # (R, block), host
+            fed = torch.cat([torch.tensor([[g[-1]] for g in generated]), drafts], dim=1)
+            lengths = torch.tensor([len(g) for g in generated])
+            state.input_ids.copy_(fed)  # (R, q)
+            position = (text_len + lengths.to(device) - 1).unsqueeze(1) + steps  # text index of each input
+            state.position_ids.copy_((position + rope_deltas).unsqueeze(0).expand(3, -1, -1))
+            state.mask[:, 0] = valid.unsqueeze(1)
+            state.mask[:, 0, :, slot : slot + q] = causal
+            logits = self.graphs.step(base, state, cache_kw)  # (R, q, V)
             stats.decode_steps += 1
-            no_end = (lengths.unsqueeze(1) + torch.arange(q, device=device)) < rule.min_new_tokens  # (R, q)
-            n_accepted, next_token = speculative_accept(rule.probs(out.logits, no_end), drafts, rule.do_sample)
+            no_end = (lengths.to(device).unsqueeze(1) + steps) < rule.min_new_tokens  # (R, q)
+            n_accepted, next_token = speculative_accept(rule.probs(logits, no_end), drafts.to(device), rule.do_sample)
+            if logprobs is not None:  # of the emitted tokens: drafts[:n] then next_token at position n
+                emitted = torch.cat([drafts.to(device), next_token.unsqueeze(1)], dim=1)
+                emitted.scatter_(1, n_accepted.unsqueeze(1), next_token.unsqueeze(1))
+                step_logprobs = _token_logprobs(logits, emitted).tolist()
             new_valid = torch.zeros(n_rows, q, dtype=torch.bool, device=device)
             new_valid[:, 0] = True  # the fed last token is an accepted one
-            new_valid[:, 1:] = torch.arange(block, device=device).unsqueeze(0) < n_accepted.unsqueeze(1)
-            new_valid &= ~done.unsqueeze(1)
-            valid = torch.cat([valid, new_valid], dim=1)
-            for r in range(n_rows):
+            new_valid[:, 1:] = steps[:block].unsqueeze(0) < n_accepted.unsqueeze(1)
+            new_valid[torch.tensor(done, device=device)] = False  # rows already ended keep nothing
+            valid[:, slot : slot + q] = new_valid
+            slot += q
+            for r, (n_acc, nxt, draft) in enumerate(zip(n_accepted.tolist(), next_token.tolist(), drafts.tolist())):
                 if done[r]:
                     continue
-                emitted = drafts[r, : int(n_accepted[r])].tolist() + [int(next_token[r])]
                 stats.drafted += block
                 stats.row_steps += 1
                 before = len(generated[r])
-                for token in emitted:
+                for i, token in enumerate(draft[:n_acc] + [nxt]):
                     if len(generated[r]) >= max_new_tokens:
                         break
                     generated[r].append(token)
+                    if logprobs is not None:
+                        logprobs[r].append(step_logprobs[r][i])
                     if token in eos:
                         done[r] = True
                         break
                 stats.emitted += len(generated[r]) - before
-                stats.accepted += min(int(n_accepted[r]), len(generated[r]) - before)  # drafts kept, not cut by an end
+                stats.accepted += min(n_acc, len(generated[r]) - before)  # drafts kept, not cut by an end
                 if len(generated[r]) >= max_new_tokens:
                     done[r] = True
-            last = torch.tensor([g[-1] for g in generated], device=device)
 
-        tokens = torch.full((n_rows, max(len(g) for g in generated)), rule.pad_token_id, dtype=torch.long, device=device)
-        for r, g in enumerate(generated):
-            tokens[r, : len(g)] = torch.tensor(g, device=device)
-        return tokens, None
+        width = max(len(g) for g in generated)
+        tokens = torch.tensor([g + [rule.pad_token_id] * (width - len(g)) for g in generated], dtype=torch.long)
+        if logprobs is not None:
+            logprobs = torch.tensor([lp + [0.0] * (width - len(lp)) for lp in logprobs]).to(device)
+        return tokens.to(device), logprobs
+
+
+def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities at temperature 1, before any suppression, of ``tokens`` (``(R,)`` or
+    ``(R, q)``) under ``logits`` (``(R, V)`` or ``(R, q, V)``): what the static sampler records."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)

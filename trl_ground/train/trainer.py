@@ -88,7 +88,8 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         self._spatial_merge_size = spatial_merge_size_of(self.model)
         if performance.sampler_merged_weights:
             mergeable_lora_linears(self.model)  # refuses a model without LoRA linears now, not at the first sampling step
-        self.sampler = make_sampler(performance.sampler, parameters_move=self._parameters_move(), merged_weights=performance.sampler_merged_weights)
+        self.sampler = make_sampler(performance.sampler, parameters_move=self._parameters_move(), merged_weights=performance.sampler_merged_weights,
+                                    compile=performance.sampler_compile, speculative_block=performance.speculative_block)
         policy_gradient = self.args.grounding_loss and self.args.grounding_gradient == "policy_gradient"
         if policy_gradient and (unsupported := self._loss_settings_the_fused_pass_lacks()):
             raise ValueError(
@@ -219,8 +220,16 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
             if k == 1:
                 has = rollout.has_boxes
                 self._update_running([(self.baselines.with_boxes, rollout.cost[has]), (self.baselines.without_boxes, rollout.cost[~has])])
-        self._log_means(mode, {**rollout_metrics(rollout), **split_metrics(rollout)})
+        self._log_means(mode, {**rollout_metrics(rollout), **split_metrics(rollout), **self._sampler_metrics()})
         return rollout
+
+    def _sampler_metrics(self) -> dict:
+        """What the speculative sampler's latest call did: the fraction of draft tokens
+        accepted and the answer tokens a row gained per decode step (plain decoding: 1)."""
+        stats = getattr(self.sampler, "last_stats", None)
+        if stats is None or not stats.row_steps:
+            return {}
+        return {"sampling/draft_acceptance": stats.acceptance, "sampling/tokens_per_step": stats.tokens_per_step}
 
     def _sample(self, model, prompts, tokenizer, **kwargs):
         """``self.sampler``'s answers (:class:`trl_ground.sampling.samplers.Sampler`) in the sampling precision."""

@@ -70,6 +70,8 @@ def test_make_sampler_chooses_once_and_gives_generate_where_parameters_move(capl
     kinds = {name: type(make_sampler(name)) for name in SAMPLER_NAMES}
     assert kinds == {"static": StaticSampler, "generate": GenerateSampler, "speculative": SpeculativeSampler}
     assert make_sampler("static", merged_weights=True).merged_weights
+    speculative = make_sampler("speculative", merged_weights=True, compile=True, speculative_block=3)
+    assert speculative.merged_weights and speculative.graphs.compile and speculative.block == 3
     with caplog.at_level(logging.WARNING, logger=sampler_module.__name__):
         assert isinstance(make_sampler("generate", parameters_move=True), GenerateSampler)
         assert not caplog.records  # nothing to say
@@ -115,6 +117,7 @@ def test_training_with_the_speculative_sampler(tiny_model_dir, synthetic_data, t
     logged = [r for r in trainer.state.log_history if "grounding_cost" in r and "loss" in r]
     assert [r["step"] for r in logged] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) for r in logged)
+    assert all(0 <= r["sampling/draft_acceptance"] <= 1 and r["sampling/tokens_per_step"] >= 1 for r in logged)
     assert any("eval_grounding_cost" in r for r in trainer.state.log_history)
 
 

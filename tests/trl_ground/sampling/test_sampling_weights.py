@@ -9,6 +9,7 @@ from tests.helpers import first_batch, make_trainer, perturb_adapters
 from trl_ground.loss.fused_pass import answer_logprobs
 from trl_ground.sampling.batches import prompts_from_sft_batch
 from trl_ground.sampling.merged_weights import MergedSamplingWeights
+from trl_ground.sampling.speculative import SpeculativeSampler
 from trl_ground.sampling.static import StaticSampler
 
 
@@ -56,6 +57,17 @@ def test_merged_sampler_draws_the_adapted_models_tokens_and_their_logprobs(setup
     torch.manual_seed(3)
     b = StaticSampler(bucket=16).sample(model, prompts, tok, k=2, temperature=0.9, max_new_tokens=12)
     assert torch.equal(a.completion_ids, b.completion_ids)
+
+
+def test_merged_speculative_sampler_reports_its_tokens_logprobs(setup):
+    model, prompts, tok = setup
+    plain = StaticSampler(bucket=16).sample(model, prompts, tok, k=2, max_new_tokens=20, do_sample=False)
+    targets = [row[row != tok.pad_token_id].tolist()[:12] for row in plain.completion_ids[::2]]  # right for a while, then not
+    sampler = SpeculativeSampler(block=3, merged_weights=True, bucket=16)
+    fast = sampler.sample(model, prompts, tok, k=2, max_new_tokens=20, do_sample=False, targets=targets)
+    assert torch.equal(fast.completion_ids, plain.completion_ids) and sampler.last_stats.accepted > 0
+    mask = fast.completion_mask.bool()
+    assert torch.allclose(fast.sampler_logprobs[mask], answer_logprobs(model, fast).detach()[mask], atol=1e-4)
 
 
 def test_a_model_without_lora_is_refused(tiny_model_dir):

@@ -51,4 +51,4 @@ def test_cache_shapes_are_bounded_least_recently_used_first(setup):
     for new_tokens in (8, 16, 8, 24):  # lengths bucket to 3 distinct shapes; the 16 one is dropped
         sampler.sample(model, prompts, tok, k=1, max_new_tokens=new_tokens, do_sample=False)
     bucket = lambda n: -(-(prompts.input_ids.shape[1] + n) // 8) * 8  # noqa: E731
-    assert [key[1] for key in sampler._states] == [bucket(8), bucket(24)]  # least recently used first
+    assert [key[2] for key in sampler._states] == [bucket(8), bucket(24)]  # least recently used first
