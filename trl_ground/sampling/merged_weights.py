@@ -32,7 +32,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MergedSamplingWeights", "mergeable_lora_linears"]
+__all__ = ["MergedSamplingWeights", "mergeable_lora_linears", "merged_nbytes"]
 
 
 def mergeable_lora_linears(model) -> list:
@@ -57,6 +57,14 @@ def mergeable_lora_linears(model) -> list:
     if not found:
         raise ValueError("--sampler-merged-weights needs LoRA adapters on linear layers; this model has none")
     return found
+
+
+def merged_nbytes(layers: list, dtype: torch.dtype) -> int:
+    """The memory :class:`MergedSamplingWeights` would hold for ``layers`` (those of
+    :func:`mergeable_lora_linears`) in ``dtype``, counted without allocating anything:
+    ``out_features x in_features`` elements per layer (the same as its :attr:`~MergedSamplingWeights.nbytes`)."""
+    element_size = torch.empty((), dtype=dtype).element_size()
+    return sum(m.get_base_layer().out_features * m.get_base_layer().in_features for _, m in layers) * element_size
 
 
 def _dense_base_weight(base_layer, out: torch.Tensor) -> None:
