@@ -98,22 +98,30 @@ _PLAIN_TYPES = ("int", "float", "str", "bool", "list")
 
 
 def _type_name(tp) -> str:
-    """``int``, ``float``, ``str``, ``bool``, ``list``, ``choice:a,b,c`` (an Enum) or ``name``
-    (a choice among names that are not listed) for a field's type or its annotation text."""
+    """``int``, ``float``, ``str``, ``bool``, ``list``, ``choice:a,b,c`` (an Enum), ``bool:a``
+    (a switch that also takes the names ``a``: ``bool | Literal["a"]``) or ``name`` (a choice
+    among names that are not listed) for a field's type or its annotation text."""
+    import ast
     import enum
     import typing
 
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "choice:" + ",".join(str(m.value) for m in tp)
-    if isinstance(tp, str):  # annotation text: "int | None", "SchedulerType | str"
+    if isinstance(tp, str):  # annotation text: "int | None", "SchedulerType | str", 'bool | Literal["auto"]'
         names = [p.strip() for p in tp.split("|") if p.strip() != "None"]
         if not names:
             return "str"
+        literals = [ast.literal_eval(f"[{p[len('Literal['):-1]}]") for p in names if p.startswith("Literal[")]
+        if "bool" in names and literals:
+            return "bool:" + ",".join(str(v) for values in literals for v in values)
         first = "list" if names[0].startswith("list") else names[0]
         return first if first in _PLAIN_TYPES else "name"
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if typing.get_origin(tp) is list or (args and all(typing.get_origin(a) is list or a is list for a in args)):
         return "list"
+    literals = [v for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
+    if bool in args and literals:  # the resolved type (a parser resolves the fields' annotations in place)
+        return "bool:" + ",".join(str(v) for v in literals)
     if args:
         enums = [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
         return _type_name(enums[0] if enums else args[0])
@@ -183,6 +191,8 @@ def _flag(name: str, type_name: str, default: str, alias: str) -> str:
     if type_name == "bool":
         negative = f" / --no-{name.replace('_', '-')}" if default == "True" else ""
         return ", ".join(spelled) + negative
+    if type_name.startswith("bool:"):  # the flag alone means true
+        return ", ".join(spelled) + " [" + "|".join(["true", "false", *type_name[5:].split(",")]) + "]"
     choices = type_name.split(":", 1)[1].split(",") if type_name.startswith("choice:") else []
     if 0 < len(choices) <= 4:
         metavar = "{" + ",".join(choices) + "}"

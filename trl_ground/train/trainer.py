@@ -86,9 +86,10 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         self._shuffle_generator = torch.Generator().manual_seed(self.args.seed)  # shuffle_advantages only
         self._checkpoint_staging = CheckpointStaging()
         self._spatial_merge_size = spatial_merge_size_of(self.model)
-        if performance.sampler_merged_weights:
+        merged = performance.sampler_merged_weights is True  # "auto": off until a memory rule decides
+        if merged:
             mergeable_lora_linears(self.model)  # refuses a model without LoRA linears now, not at the first sampling step
-        self.sampler = make_sampler(performance.sampler, parameters_move=self._parameters_move(), merged_weights=performance.sampler_merged_weights)
+        self.sampler = make_sampler(performance.sampler, parameters_move=self._parameters_move(), merged_weights=merged)
         policy_gradient = self.args.grounding_loss and self.args.grounding_gradient == "policy_gradient"
         if policy_gradient and (unsupported := self._loss_settings_the_fused_pass_lacks()):
             raise ValueError(

@@ -110,3 +110,14 @@ def test_every_field_of_the_light_argument_groups_is_in_the_help():
         shown = set(option_names(kind))
         for dtype in LIGHT_GROUPS[kind]:
             assert {f.name for f in fields(dtype)} <= shown, (kind, dtype.__name__)
+
+
+def test_a_switch_that_also_takes_auto_shows_its_values():
+    """The same before and after a parser resolved the fields' annotations (in place)."""
+    from trl_ground.config.parser import GroundingParser
+
+    for _ in range(2):
+        text = " ".join(format_help("sft", "trl-ground-sft", "description", width=200).split())
+        entry = text.split("--sampler-merged-weights [true|false|auto] ", 1)[1].split(" --", 1)[0]
+        assert "auto: off for now. (default: False)" in entry
+        GroundingParser(_config_class("sft"))
