@@ -21,7 +21,7 @@ from rewards import ScoringSettings
 
 from .data import DataArguments
 from .model import ModelArguments
-from .performance import PerformanceSettings
+from .performance import QLORA_MEMORY_BUDGET_GB, PerformanceSettings
 
 __all__ = ["GROUPS", "KINDS", "LIGHT_GROUPS", "format_help", "option_names", "option_rows"]
 
@@ -70,7 +70,10 @@ GROUPS = {
 }
 
 # Defaults that depend on something else, in words.
-_DEFAULT_WORDS = {"bf16": "on when the GPU supports it"}
+_DEFAULT_WORDS = {
+    "bf16": "on when the GPU supports it",
+    "sampler_memory_budget_gb": f"{QLORA_MEMORY_BUDGET_GB:g} with a 4-bit base, else the GPU's memory",
+}
 # Shorter words for TRL / Transformers options whose own help is long or general.
 _HELP = {
     "max_steps": "Total optimizer steps; overrides num_train_epochs (-1: train for num_train_epochs).",

@@ -20,7 +20,9 @@ policy-gradient weight is multiplied by the truncated importance ratio
 ``min(p_train / p_sampler, clip_max)`` (:func:`trl_ground.loss.policy_gradient.truncated_importance_weights`).
 
 Costs memory: one dense copy of the adapted linears (about 14 GB for the 8B model in bf16; its
-measured step peak grew by 14-16 GB), which is why it is opt-in (``--sampler-merged-weights``).
+measured step peak grew by 14-16 GB), which is why it is on only where it fits
+(``sampler_merged_weights="auto"``, the rule in :mod:`trl_ground.config.performance`, which
+counts the copies with :func:`merged_nbytes`) or when asked for (``--sampler-merged-weights``).
 Measured on an H200 (BENCHMARKS.md): QLoRA decode 26-27.5 -> 15.1 ms per token, 16-bit LoRA
 20.3 -> 16.1.
 """
