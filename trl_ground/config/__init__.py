@@ -4,8 +4,8 @@
 - :class:`ModelArguments` (``config/model.py``): which model, QLoRA / LoRA / full.
 - :class:`rewards.ScoringSettings` (re-exported): how an answer is scored.
 - :class:`PerformanceSettings` (``config/performance.py``): the hybrid trainer's speed
-  switches (sampler, packed log-prob pass, merged sampling weights), the SFT config's
-  ``performance``.
+  switches (sampler, packed log-prob pass, merged sampling weights and the memory rule that
+  turns them on by default), the SFT config's ``performance``.
 - :class:`GroundingSFTConfig`, :class:`GroundingGRPOConfig` (``config/training.py``): TRL's
   trainer configs plus the grounding loss and sampling options (TRL GRPO's names; the old
   names in :data:`RENAMED` still work, with a warning).

@@ -21,7 +21,7 @@ from rewards import ScoringSettings
 
 from .data import DataArguments
 from .model import ModelArguments
-from .performance import PerformanceSettings
+from .performance import QLORA_MEMORY_BUDGET_GB, PerformanceSettings
 
 __all__ = ["GROUPS", "KINDS", "LIGHT_GROUPS", "format_help", "option_names", "option_rows"]
 
@@ -70,7 +70,10 @@ GROUPS = {
 }
 
 # Defaults that depend on something else, in words.
-_DEFAULT_WORDS = {"bf16": "on when the GPU supports it"}
+_DEFAULT_WORDS = {
+    "bf16": "on when the GPU supports it",
+    "sampler_memory_budget_gb": f"{QLORA_MEMORY_BUDGET_GB:g} with a 4-bit base, else the GPU's memory",
+}
 # Shorter words for TRL / Transformers options whose own help is long or general.
 _HELP = {
     "max_steps": "Total optimizer steps; overrides num_train_epochs (-1: train for num_train_epochs).",
@@ -98,22 +101,30 @@ _PLAIN_TYPES = ("int", "float", "str", "bool", "list")
 
 
 def _type_name(tp) -> str:
-    """``int``, ``float``, ``str``, ``bool``, ``list``, ``choice:a,b,c`` (an Enum) or ``name``
-    (a choice among names that are not listed) for a field's type or its annotation text."""
+    """``int``, ``float``, ``str``, ``bool``, ``list``, ``choice:a,b,c`` (an Enum), ``bool:a``
+    (a switch that also takes the names ``a``: ``bool | Literal["a"]``) or ``name`` (a choice
+    among names that are not listed) for a field's type or its annotation text."""
+    import ast
     import enum
     import typing
 
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "choice:" + ",".join(str(m.value) for m in tp)
-    if isinstance(tp, str):  # annotation text: "int | None", "SchedulerType | str"
+    if isinstance(tp, str):  # annotation text: "int | None", "SchedulerType | str", 'bool | Literal["auto"]'
         names = [p.strip() for p in tp.split("|") if p.strip() != "None"]
         if not names:
             return "str"
+        literals = [ast.literal_eval(f"[{p[len('Literal['):-1]}]") for p in names if p.startswith("Literal[")]
+        if "bool" in names and literals:
+            return "bool:" + ",".join(str(v) for values in literals for v in values)
         first = "list" if names[0].startswith("list") else names[0]
         return first if first in _PLAIN_TYPES else "name"
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if typing.get_origin(tp) is list or (args and all(typing.get_origin(a) is list or a is list for a in args)):
         return "list"
+    literals = [v for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
+    if bool in args and literals:  # the resolved type (a parser resolves the fields' annotations in place)
+        return "bool:" + ",".join(str(v) for v in literals)
     if args:
         enums = [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
         return _type_name(enums[0] if enums else args[0])
@@ -183,6 +194,8 @@ def _flag(name: str, type_name: str, default: str, alias: str) -> str:
     if type_name == "bool":
         negative = f" / --no-{name.replace('_', '-')}" if default == "True" else ""
         return ", ".join(spelled) + negative
+    if type_name.startswith("bool:"):  # the flag alone means true
+        return ", ".join(spelled) + " [" + "|".join(["true", "false", *type_name[5:].split(",")]) + "]"
     choices = type_name.split(":", 1)[1].split(",") if type_name.startswith("choice:") else []
     if 0 < len(choices) <= 4:
         metavar = "{" + ",".join(choices) + "}"

@@ -60,9 +60,16 @@ class GroundingParser(TrlParser):
 
     def _parse_dataclass_field(self, parser, field):
         """``TrlParser``'s (a static method there), except that a nested settings field gets no
-        flag (its own group's flags fill it), only its place in the namespace."""
+        flag (its own group's flags fill it), only its place in the namespace, and that a field
+        whose metadata names its ``type`` is parsed with it: a switch that also takes ``auto``
+        (``PerformanceSettings.sampler_merged_weights``, ``bool | Literal["auto"]``, a union that
+        ``TrlParser`` refuses), whose metadata also makes the flag alone mean true."""
         if field.name in self.nested:
             parser.set_defaults(**{field.name: None})
+            return
+        if "type" in field.metadata:
+            names = dict.fromkeys([f"--{field.name}", f"--{field.name.replace('_', '-')}"])
+            parser.add_argument(*names, default=field.default, **field.metadata)
             return
         TrlParser._parse_dataclass_field(parser, field)
 

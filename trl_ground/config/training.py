@@ -170,7 +170,8 @@ class GroundingSFTConfig(SFTConfig):
 
         performance (:class:`~trl_ground.config.PerformanceSettings`, or a dict of its fields):
             The switches that change speed and memory, not the loss: ``sampler``,
-            ``pack_samples``, ``sampler_merged_weights``. On the command
+            ``pack_samples``, ``sampler_merged_weights`` (true, false or ``"auto"``, the
+            default: on where it fits), ``sampler_memory_budget_gb``. On the command
             line and in YAML they are plain keys (``--pack-samples``, ``pack_samples: true``).
 
         > Outputs

@@ -20,7 +20,9 @@ policy-gradient weight is multiplied by the truncated importance ratio
 ``min(p_train / p_sampler, clip_max)`` (:func:`trl_ground.loss.policy_gradient.truncated_importance_weights`).
 
 Costs memory: one dense copy of the adapted linears (about 14 GB for the 8B model in bf16; its
-measured step peak grew by 14-16 GB), which is why it is opt-in (``--sampler-merged-weights``).
+measured step peak grew by 14-16 GB), which is why it is on only where it fits
+(``sampler_merged_weights="auto"``, the rule in :mod:`trl_ground.config.performance`, which
+counts the copies with :func:`merged_nbytes`) or when asked for (``--sampler-merged-weights``).
 Measured on an H200 (BENCHMARKS.md): QLoRA decode 26-27.5 -> 15.1 ms per token, 16-bit LoRA
 20.3 -> 16.1.
 """
@@ -32,7 +34,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MergedSamplingWeights", "mergeable_lora_linears"]
+__all__ = ["MergedSamplingWeights", "mergeable_lora_linears", "merged_nbytes"]
 
 
 def mergeable_lora_linears(model) -> list:
@@ -57,6 +59,14 @@ def mergeable_lora_linears(model) -> list:
     if not found:
         raise ValueError("--sampler-merged-weights needs LoRA adapters on linear layers; this model has none")
     return found
+
+
+def merged_nbytes(layers: list, dtype: torch.dtype) -> int:
+    """The memory :class:`MergedSamplingWeights` would hold for ``layers`` (those of
+    :func:`mergeable_lora_linears`) in ``dtype``, counted without allocating anything:
+    ``out_features x in_features`` elements per layer (the same as its :attr:`~MergedSamplingWeights.nbytes`)."""
+    element_size = torch.empty((), dtype=dtype).element_size()
+    return sum(m.get_base_layer().out_features * m.get_base_layer().in_features for _, m in layers) * element_size
 
 
 def _dense_base_weight(base_layer, out: torch.Tensor) -> None:

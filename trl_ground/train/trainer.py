@@ -51,10 +51,10 @@ from ..loss.fused_pass import fused_sft_and_answers, spatial_merge_size_of
 from ..loss.policy_gradient import PolicyLossSettings, PromptTypeBaselines, RunningBaseline, grounding_loss
 from ..loss.rollout import CreditSettings, Rollout, assign_advantages, rollout_metrics, score_rollout, split_metrics
 from ..sampling.batches import prompts_from_sft_batch, sft_answer_ids
-from ..sampling.decoding import sampling_autocast
-from ..sampling.merged_weights import mergeable_lora_linears
+from ..sampling.decoding import sampling_autocast, sampling_dtype
 from ..sampling.samplers import make_sampler
 from .export import CheckpointStaging
+from .merged_weights_choice import choose_merged_weights
 from .model_card import ModelCardMixin
 
 __all__ = ["GROUNDING_STATE_FILE", "GroundingSFTTrainer"]
@@ -74,6 +74,11 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
             :func:`trl_ground.data.dataset.build_dataset` and the collator
             :class:`~trl_ground.data.collator.GroundingCollator`.
 
+    Attributes:
+        sampler: the run's :class:`~trl_ground.sampling.samplers.Sampler`, chosen once.
+        sampler_merged_weights: whether it samples with merged LoRA weights
+            (``performance.sampler_merged_weights`` resolved, ``"auto"`` by its memory rule).
+
     Logs ``lm_loss`` and the metrics of :func:`trl_ground.loss.rollout.rollout_metrics`.
     """
 
@@ -86,10 +91,11 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         self._shuffle_generator = torch.Generator().manual_seed(self.args.seed)  # shuffle_advantages only
         self._checkpoint_staging = CheckpointStaging()
         self._spatial_merge_size = spatial_merge_size_of(self.model)
-        if performance.sampler_merged_weights:
-            mergeable_lora_linears(self.model)  # refuses a model without LoRA linears now, not at the first sampling step
-        self.sampler = make_sampler(performance.sampler, parameters_move=self._parameters_move(), merged_weights=performance.sampler_merged_weights,
+        merged = self._choose_merged_weights()
+        self.sampler = make_sampler(performance.sampler, parameters_move=self._parameters_move(), merged_weights=merged,
                                     compile=performance.sampler_compile, speculative_block=performance.speculative_block)
+        # what this run samples with ("auto" resolved; off where make_sampler fell back to generate)
+        self.sampler_merged_weights = bool(getattr(self.sampler, "merged_weights", False))
         policy_gradient = self.args.grounding_loss and self.args.grounding_gradient == "policy_gradient"
         if policy_gradient and (unsupported := self._loss_settings_the_fused_pass_lacks()):
             raise ValueError(
@@ -100,6 +106,24 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         if performance.pack_samples and attention != "sdpa":
             raise ValueError(f"pack_samples needs attn_implementation='sdpa' (its block mask is 4D); this model uses {attention!r}")
         self._warn_fallbacks()
+
+    def _choose_merged_weights(self) -> bool:
+        """``performance.sampler_merged_weights`` resolved for this model where it is now
+        (:func:`~trl_ground.train.merged_weights_choice.choose_merged_weights`), said in one info
+        line. The reserve counts the rows of the step's largest forward pass: the fused pass's
+        ``B x (1 + K)``, or an evaluation batch."""
+        args = self.args
+        device = next(self.model.parameters()).device
+        with sampling_autocast(args, device, self.model):
+            dtype = sampling_dtype(self.model, device)
+        rows = args.per_device_train_batch_size * (1 + args.num_generations)
+        if self.eval_dataset is not None and args.eval_strategy != "no":
+            rows = max(rows, args.per_device_eval_batch_size)
+        choice = choose_merged_weights(
+            self.model, args.performance, dtype=dtype, rows=rows, parameters_move=self._parameters_move(), samples=args.grounding_loss
+        )
+        logger.info("%s", choice)
+        return choice.on
 
     def _warn_fallbacks(self) -> None:
         """One warning line for each option that this run cannot honour, naming what is used

@@ -110,3 +110,16 @@ def test_every_field_of_the_light_argument_groups_is_in_the_help():
         shown = set(option_names(kind))
         for dtype in LIGHT_GROUPS[kind]:
             assert {f.name for f in fields(dtype)} <= shown, (kind, dtype.__name__)
+
+
+def test_a_switch_that_also_takes_auto_shows_its_values_and_its_rule():
+    """The same before and after a parser resolved the fields' annotations (in place)."""
+    from trl_ground.config.parser import GroundingParser
+
+    for _ in range(2):
+        text = " ".join(format_help("sft", "trl-ground-sft", "description", width=200).split())
+        entry = text.split("--sampler-merged-weights [true|false|auto] ", 1)[1].split(" --", 1)[0]
+        assert "auto: on for a LoRA model on one GPU" in entry and "0.5 GB per row" in entry and entry.endswith("(default: auto)")
+        budget = text.split("--sampler-memory-budget-gb NUM ", 1)[1].split(" --", 1)[0]
+        assert budget.endswith("(default: 16 with a 4-bit base, else the GPU's memory)")
+        GroundingParser(_config_class("sft"))

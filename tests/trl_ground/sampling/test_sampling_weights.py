@@ -8,7 +8,7 @@ import torch
 from tests.helpers import first_batch, make_trainer, perturb_adapters
 from trl_ground.loss.fused_pass import answer_logprobs
 from trl_ground.sampling.batches import prompts_from_sft_batch
-from trl_ground.sampling.merged_weights import MergedSamplingWeights
+from trl_ground.sampling.merged_weights import MergedSamplingWeights, mergeable_lora_linears, merged_nbytes
 from trl_ground.sampling.speculative import SpeculativeSampler
 from trl_ground.sampling.static import StaticSampler
 
@@ -39,6 +39,14 @@ def test_merged_matrices_are_base_plus_adapters_and_follow_updates(setup):
         with torch.no_grad():
             module.lora_B[adapter].weight.div_(2)
     assert merged.nbytes == sum(m.get_base_layer().weight.numel() * 4 for _, m in merged.layers)
+
+
+def test_the_merged_copies_are_counted_without_allocating_them(setup):
+    model, _, _ = setup
+    layers = mergeable_lora_linears(model)
+    assert merged_nbytes(layers, torch.float32) == MergedSamplingWeights(model, torch.float32).nbytes > 0
+    assert merged_nbytes(layers, torch.bfloat16) == MergedSamplingWeights(model, torch.bfloat16).nbytes
+    assert 2 * merged_nbytes(layers, torch.bfloat16) == merged_nbytes(layers, torch.float32)
 
 
 def test_merged_sampler_draws_the_adapted_models_tokens_and_their_logprobs(setup):
