@@ -68,6 +68,7 @@ def fused_sft_and_answers(
     spatial_merge_size: int | None = None,
     pack: bool = False,
     k: int = 1,
+    prompt_lengths: torch.Tensor | None = None,
 ) -> FusedPass:
     """One forward pass for the SFT rows of ``sft_inputs`` and the answers of ``samples``.
 
@@ -83,9 +84,12 @@ def fused_sft_and_answers(
         pack: shared-prefix packing (:mod:`trl_ground.loss.packing`): each prompt once, followed by
             its target and its ``k`` answers (same loss and gradients, fewer tokens).
         k: answers per prompt in ``samples`` (with ``pack``).
+        prompt_lengths: with ``pack``, ``(B,)`` the SFT rows' prompt lengths
+            (:func:`~trl_ground.sampling.batches.sft_prompt_lengths`) where the caller has them
+            (the trainer, which cut the prompts out with them); computed when None.
     """
     if pack:
-        packed = pack_sft_and_samples(sft_inputs, samples, k, pad_token_id, spatial_merge_size)
+        packed = pack_sft_and_samples(sft_inputs, samples, k, pad_token_id, spatial_merge_size, prompt_lengths)
         outputs = model(**packed.inputs, use_cache=False, fused_lm_head=True)
         sft_mask = packed.sft_columns
         sft_part = lambda t: None if t is None else t * sft_mask  # noqa: E731 - the answer columns are not SFT's

@@ -65,15 +65,20 @@ def _sft_positions(sft: dict, spatial_merge_size: int | None) -> torch.Tensor:
     return (mask.long().cumsum(1) - 1).clamp(min=0).unsqueeze(0).expand(3, -1, -1)
 
 
-def pack_sft_and_samples(sft: dict, samples: Samples, k: int, pad_token_id: int, spatial_merge_size: int | None) -> PackedRows:
+def pack_sft_and_samples(
+    sft: dict, samples: Samples, k: int, pad_token_id: int, spatial_merge_size: int | None, prompt_lengths: torch.Tensor | None = None
+) -> PackedRows:
     """Pack TRL's SFT batch ``sft`` (B rows ``[prompt][target][padding]``) and the ``R = B * k``
-    answers of ``samples`` (answer ``r`` continues prompt ``r // k``) into B rows."""
+    answers of ``samples`` (answer ``r`` continues prompt ``r // k``) into B rows.
+    ``prompt_lengths``: ``(B,)`` :func:`~trl_ground.sampling.batches.sft_prompt_lengths` of
+    ``sft`` where the caller has them (computed here when None)."""
     ids, labels, attn = sft["input_ids"], sft["labels"], sft["attention_mask"]
     device = ids.device
     positions = _sft_positions(sft, spatial_merge_size)
     mm = sft.get("mm_token_type_ids")
     lengths = attn.sum(dim=1)
-    prompt_lengths = sft_prompt_lengths(sft)
+    if prompt_lengths is None:
+        prompt_lengths = sft_prompt_lengths(sft)
     answer_lengths = samples.completion_mask.sum(dim=1)
     n_answers, width_t = samples.completion_ids.shape
     if n_answers != ids.shape[0] * k:

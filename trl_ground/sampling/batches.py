@@ -87,14 +87,16 @@ def sft_answer_ids(batch: dict) -> list[list[int]]:
     return [[t for t in row if t != -100] for row in labels]
 
 
-def prompts_from_sft_batch(batch: dict, pad_token_id: int) -> PromptBatch:
+def prompts_from_sft_batch(batch: dict, pad_token_id: int, prompt_lengths: torch.Tensor | None = None) -> PromptBatch:
     """Cut the left-padded prompts out of a prompt-completion SFT batch.
 
     In TRL's batch every row is ``[prompt][answer][padding]`` (flushed left) and the labels
-    are -100 up to the answer, so a row's prompt length is the index of its first label.
+    are -100 up to the answer, so a row's prompt length is the index of its first label:
+    ``prompt_lengths`` ``(B,)``, :func:`sft_prompt_lengths` of ``batch``, computed here when
+    None (the trainer computes them once per step, for the packed pass too).
     """
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    lengths = sft_prompt_lengths(batch)
+    lengths = sft_prompt_lengths(batch) if prompt_lengths is None else prompt_lengths
     width = int(lengths.max())
     # Destination column of each source token: row i's first n_i tokens go to the last n_i columns.
     cols = torch.arange(width, device=ids.device)

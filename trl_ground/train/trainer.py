@@ -50,7 +50,7 @@ from ..data.collator import GROUNDING_KEYS
 from ..loss.fused_pass import fused_sft_and_answers, spatial_merge_size_of
 from ..loss.policy_gradient import PolicyLossSettings, PromptTypeBaselines, RunningBaseline, grounding_loss
 from ..loss.rollout import CreditSettings, Rollout, assign_advantages, rollout_metrics, score_rollout, split_metrics
-from ..sampling.batches import prompts_from_sft_batch, sft_answer_ids
+from ..sampling.batches import prompts_from_sft_batch, sft_answer_ids, sft_prompt_lengths
 from ..sampling.decoding import sampling_autocast, sampling_dtype
 from ..sampling.samplers import make_sampler
 from .export import CheckpointStaging
@@ -149,10 +149,12 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
         mode = "train" if self.model.training else "eval"
         sampling = mode == "train" and self._samples_this_step()
         if sampling and self.args.grounding_gradient == "policy_gradient":
-            rollout = self._collect_rollout(model, inputs, truth, mode)
+            prompt_lengths = sft_prompt_lengths(inputs)  # once: the prompts cut out to sample, the packed rows
+            rollout = self._collect_rollout(model, inputs, truth, mode, prompt_lengths)
             fused = fused_sft_and_answers(
                 model, inputs, rollout.samples, self.processing_class.tokenizer.pad_token_id, num_items_in_batch,
                 self._process_factor(), self._spatial_merge_size, pack=self.args.performance.pack_samples, k=rollout.k,
+                prompt_lengths=prompt_lengths,
             )
             self._log_sft_metrics(fused, inputs)
             self._log_lm_loss(mode, fused.lm_loss, inputs, num_items_in_batch)
@@ -213,13 +215,15 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
     def _samples_this_step(self) -> bool:
         return self.args.grounding_loss and self.state.global_step % self.args.sample_every_n_steps == 0
 
-    def _collect_rollout(self, model, inputs, truth, mode: str) -> Rollout:
+    def _collect_rollout(self, model, inputs, truth, mode: str, prompt_lengths: torch.Tensor | None = None) -> Rollout:
         """Sample K answers per prompt (greedy, K = 1 in eval), score them, and in training
-        assign their advantages (then update the K = 1 running baselines); log the metrics."""
+        assign their advantages (then update the K = 1 running baselines); log the metrics.
+        ``prompt_lengths``: ``(B,)`` the prompt lengths of the SFT batch ``inputs``
+        (:func:`~trl_ground.sampling.batches.sft_prompt_lengths`), computed when None."""
         args = self.args
         tokenizer = self.processing_class.tokenizer
         k = args.num_generations if mode == "train" else 1
-        prompts = prompts_from_sft_batch(inputs, tokenizer.pad_token_id)
+        prompts = prompts_from_sft_batch(inputs, tokenizer.pad_token_id, prompt_lengths)
         start = time.perf_counter()
         # TRL's helper: unwraps DDP/FSDP, gathers ZeRO-3 parameters, pauses gradient checkpointing
         with unwrap_model_for_generation(
