@@ -10,7 +10,6 @@ from tests.helpers import first_batch, make_trainer
 from trl_ground.sampling import batches
 
 
-
 def test_a_step_computes_the_prompt_lengths_once(tiny_model_dir, synthetic_data, tmp_path, monkeypatch):
     """``sft_prompt_lengths`` runs once per sampling step: the prompts cut out for sampling and
     (``pack_samples``) the packed rows share it; the packed step's loss is the unpacked one's."""
