@@ -86,14 +86,16 @@ def pack_sft_and_samples(
 
     rows, blocks = [], []
     answer_columns = torch.zeros((n_answers, width_t), dtype=torch.long)
+    # one device-to-host copy for all the lengths, not one per row
+    prompt_lengths_host, lengths_host, answer_lengths_host = (torch.as_tensor(t).tolist() for t in (prompt_lengths, lengths, answer_lengths))
     for b in range(ids.shape[0]):
-        p, n = int(prompt_lengths[b]), int(lengths[b])
+        p, n = prompt_lengths_host[b], lengths_host[b]
         last = slice(p - 1, p)
         parts = {"ids": [ids[b, :n]], "labels": [labels[b, :n]], "pos": [positions[:, b, :n]]}
         parts["mm"] = [mm[b, :n]] if mm is not None else []
         row_blocks, cursor = [], n
         for r in range(b * k, (b + 1) * k):
-            a = int(answer_lengths[r])
+            a = answer_lengths_host[r]
             answer = samples.completion_ids[r, :a]
             parts["ids"] += [ids[b, last], answer]
             parts["labels"] += [torch.full((1,), -100, device=device, dtype=labels.dtype), answer.to(labels.dtype)]
