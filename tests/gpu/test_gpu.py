@@ -171,7 +171,7 @@ def test_static_sampler_decodes_an_fp32_model_under_bf16_autocast_on_the_gpu(tra
 
 
 def test_compiled_and_captured_decode_steps_equal_generate(trainer):
-    """``torch.compile`` before the CUDA-graph capture (the default of the trainer's samplers):
+    """``torch.compile`` before the CUDA-graph capture (``--sampler-compile``):
     the static sampler's and the speculative verify step's greedy tokens are ``generate``'s,
     with every shape compiled and captured."""
     from trl_ground.sampling.batches import prompts_from_sft_batch

@@ -38,13 +38,13 @@ def test_step_benchmark_runs_in_smoke_mode(tmp_path):
     r = run("scripts/bench_step.py", "--smoke", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
-    levers = ("eager", "compiled", "packed", "merged", "merged_packed", "speculative")
+    levers = ("eager", "compiled", "packed", "merged", "merged_packed", "merged_packed_compiled", "speculative")
     for key in ("sft_step_s", "hybrid_step_s", *(f"hybrid_{lever}_step_s" for lever in levers), "generate_ms_per_token",
                 "sampler_ms_per_token", "sampler_merged_compiled_ms_per_token", "speculative_full_acceptance_ms_per_token",
                 "sft_peak_gb", "hybrid_peak_gb", "weights_gb"):
         assert key in result, key
-    assert result["variants"]["hybrid_merged_packed_step"] == {"sampler": "static", "merged_weights": True, "compiled": True,
-                                                               "packed": True, "grounding_loss": True, "num_generations": 1}
+    assert result["variants"]["hybrid_merged_packed_compiled_step"] == {
+        "sampler": "static", "merged_weights": True, "compiled": True, "packed": True, "grounding_loss": True, "num_generations": 1}
     assert result["sampler_eager_greedy_token_agreement"] == result["sampler_merged_compiled_greedy_token_agreement"] == 1.0
     assert result["speculative_full_acceptance_tokens_per_step"] > 1.0  # drafts from its own greedy answers pass
     assert result["hybrid_merged_step_importance"]["sampling/importance_weight_mean"] == pytest.approx(1.0, abs=1e-3)

@@ -190,6 +190,8 @@ class PerformanceSettings:
             raise ValueError(f"sampler_merged_weights: {err}") from None
         if self.sampler_merged_weights is True and self.sampler == "generate":
             raise ValueError("sampler_merged_weights needs sampler='static' or 'speculative' (generate samples from the model as it is)")
+        if self.sampler_compile and self.sampler == "generate":
+            raise ValueError("sampler_compile needs sampler='static' or 'speculative' (generate runs its own decode loop)")
         if self.speculative_block < 1:
             raise ValueError(f"speculative_block must be >= 1, got {self.speculative_block}")
         if self.sampler_memory_budget_gb is not None and not self.sampler_memory_budget_gb > 0:

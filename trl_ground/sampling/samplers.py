@@ -100,7 +100,8 @@ def make_sampler(name: str, *, parameters_move: bool = False, merged_weights: bo
     if name not in SAMPLER_NAMES:
         raise ValueError(f"sampler must be one of {SAMPLER_NAMES}, got {name!r}")
     if parameters_move and name != "generate":
-        merged = " (merged weights unused)" if merged_weights else ""
+        unused = [what for what, on in (("merged weights", merged_weights), ("compile", compile)) if on]
+        merged = f" ({' and '.join(unused)} unused)" if unused else ""
         logger.warning("sampler %r%s: parameters are gathered per call under FSDP / ZeRO-3, sampling with generate", name, merged)
         name = "generate"
     if name == "static":

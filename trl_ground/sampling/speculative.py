@@ -23,7 +23,9 @@ Rows accept different numbers of tokens, so the KV cache gets ``block + 1`` new 
 step for every row and an explicit attention mask ``(R, 1, q, L)`` hides each row's rejected
 slots; the positions (3D M-RoPE, text tokens) follow each row's own accepted length. The
 verify step has a fixed shape (``q = block + 1`` tokens per row, a static cache long enough
-for ``max_new_tokens`` steps of ``q`` slots), so it is run like the static sampler's decode
+for the at most ``max_new_tokens - 1`` steps of ``q`` slots after the prefill: about ``q``
+times the static sampler's KV cache, and every verify step attends over all of it), so it
+is run like the static sampler's decode
 step (:class:`~trl_ground.sampling.static.DecodeGraphs`): compiled when asked, captured
 in a CUDA graph once per shape on CUDA and replayed; the acceptance rule and the drafts run
 outside the graph.

@@ -76,7 +76,7 @@ class DecodeState:
         self.logits: torch.Tensor | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_failed = False
-        self.compiled = False  # its step has run compiled once (the compilation is behind it)
+        self.compiled = False  # its step has run compiled (the compilation is behind it)
 
     def reset(self) -> None:
         """An empty cache and mask, for a new call (the buffers keep their addresses)."""
@@ -86,6 +86,17 @@ class DecodeState:
                 layer.keys.zero_()
                 layer.values.zero_()
         self.mask.zero_()
+
+
+# Compiled decode steps share dynamo's cache (one entry per shape, merged or not, process-wide):
+# room for the shapes a run meets (train and eval rows, prompt buckets, verify widths), and an
+# error rather than a silent eager step once it is full.
+_RECOMPILE_LIMIT = 32
+
+
+def _compile_limits() -> dict:
+    wanted = {"recompile_limit": _RECOMPILE_LIMIT, "fail_on_recompile_limit_hit": True}
+    return {key: value for key, value in wanted.items() if hasattr(torch._dynamo.config, key)}
 
 
 def _forward(base, input_ids, position_ids, mask, cache, cache_kw: str) -> torch.Tensor:
@@ -111,7 +122,9 @@ class DecodeGraphs:
     2. captured once per shape in a CUDA graph and replayed (on CUDA); the first step of a
        shape runs eagerly on a side stream (warm-up, and the compilation), the next is captured.
 
-    If compilation or capture fails, one warning says so and the step runs without it. Graphs
+    If compilation or capture fails, one warning says so and the step runs without it; so does
+    a shape past dynamo's recompile limit (the compiled step's cache is one per process, shared
+    by every instance: :data:`_RECOMPILE_LIMIT` shapes). Graphs
     hold pointers to the weights: weights updated in place by the optimizer stay valid, so a
     graph is captured once per shape and reused for the whole run.
 
@@ -170,16 +183,15 @@ class DecodeGraphs:
             return _forward(*args)
         if self._compiled is None:
             self._compiled = torch.compile(_forward, dynamic=False)
-        if state.compiled:
-            return self._compiled(*args)
-        lengths = [layer.cumulative_length.clone() for layer in state.cache.layers if getattr(layer, "is_initialized", False)]
-        try:  # a shape's first call compiles it
-            logits = self._compiled(*args)
+        layers = [layer for layer in state.cache.layers if getattr(layer, "is_initialized", False)]
+        length = layers[0].cumulative_length.clone() if layers else None  # every layer's, before this step
+        try:  # a new shape compiles; past the recompile limit this raises instead of running uncompiled
+            with torch._dynamo.config.patch(**_compile_limits()):
+                logits = self._compiled(*args)
         except Exception as err:  # noqa: BLE001 - a step that cannot be compiled still runs
             logger.warning("torch.compile of the decode step failed (%s); decoding without it", err)
             self.compile_failed = True
-            initialized = [layer for layer in state.cache.layers if getattr(layer, "is_initialized", False)]
-            for layer, length in zip(initialized, lengths):  # as before the failed call
+            for layer in layers:  # as before the failed call, which may have written its slots
                 layer.cumulative_length.copy_(length)
             return _forward(*args)
         state.compiled = True
@@ -213,7 +225,7 @@ class StaticSampler(SamplerBase):
     Args:
         use_cuda_graph: capture the decode step when the model is on CUDA.
         bucket: cache lengths are rounded up to a multiple of this.
-        max_states: caches (and graphs) kept for this many ``(rows, length)`` shapes, the
+        max_states: caches (and graphs) kept for this many shapes (rows, cache length, device, dtype), the
             least recently used dropped first.
         merged_weights: sample with the LoRA linears merged into dense matrices
             (:class:`~trl_ground.sampling.merged_weights.MergedSamplingWeights`); the samples then

@@ -54,6 +54,10 @@ def test_python_takes_true_false_or_auto():
     with pytest.raises(ValueError, match="needs sampler='static' or 'speculative'"):
         PerformanceSettings(sampler="generate", sampler_merged_weights=True)
     assert PerformanceSettings(sampler="speculative", sampler_merged_weights=True).sampler_merged_weights is True
+    with pytest.raises(ValueError, match="sampler_compile needs sampler='static' or 'speculative'"):
+        PerformanceSettings(sampler="generate", sampler_compile=True)
+    with pytest.raises(ValueError, match="speculative_block must be >= 1"):
+        PerformanceSettings(sampler="speculative", speculative_block=0)
     with pytest.raises(ValueError, match="sampler_merged_weights: expected true, false or auto, got 'sometimes'"):
         PerformanceSettings(sampler_merged_weights="sometimes")
     with pytest.raises(ValueError, match="sampler_merged_weights: expected true, false or auto, got 1"):

@@ -1,7 +1,7 @@
 """The decode step through ``torch.compile`` (here on the CPU; on CUDA it is also captured in
 a graph, tests/gpu): the compiled static and speculative samplers write the eager samplers'
 greedy tokens, one compiled graph serves a shape across calls, and a step that cannot be
-compiled runs without it after one warning."""
+compiled (or is past the recompile limit) runs without it after one warning."""
 
 import logging
 
@@ -56,3 +56,21 @@ def test_a_step_that_cannot_be_compiled_runs_without_it(setup, monkeypatch, capl
         out = sampler.sample(model, prompts, tok, k=1, max_new_tokens=8, do_sample=False)
     assert torch.equal(out.completion_ids, eager.completion_ids) and sampler.graphs.compile_failed
     assert sum("torch.compile of the decode step failed" in r.message for r in caplog.records) == 1
+
+
+def test_a_shape_past_the_recompile_limit_runs_without_compiling(setup, monkeypatch, caplog):
+    import trl_ground.sampling.static as static
+
+    model, prompts, tok, _ = setup
+    torch._dynamo.reset()
+    monkeypatch.setattr(static, "_RECOMPILE_LIMIT", 1)
+    eager = StaticSampler(bucket=16).sample(model, prompts, tok, k=1, max_new_tokens=40, do_sample=False)
+    sampler = StaticSampler(bucket=16, compile=True, compile_devices=("cpu",))
+    sampler.sample(model, prompts, tok, k=1, max_new_tokens=4, do_sample=False)  # the one shape the limit allows
+    assert not sampler.graphs.compile_failed
+    with caplog.at_level(logging.WARNING):
+        out = sampler.sample(model, prompts, tok, k=1, max_new_tokens=40, do_sample=False)  # another cache bucket
+    assert sampler.graphs.compile_failed and torch.equal(out.completion_ids, eager.completion_ids)
+    (warning,) = [r.getMessage() for r in caplog.records if "torch.compile of the decode step failed" in r.getMessage()]
+    assert "limit" in warning
+    torch._dynamo.reset()

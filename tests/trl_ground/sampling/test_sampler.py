@@ -77,9 +77,11 @@ def test_make_sampler_chooses_once_and_gives_generate_where_parameters_move(capl
         assert not caplog.records  # nothing to say
         for name in ("static", "speculative"):
             assert isinstance(make_sampler(name, parameters_move=True), GenerateSampler)
+        make_sampler("static", parameters_move=True, merged_weights=True, compile=True)
     assert [r.getMessage() for r in caplog.records] == [
         "sampler 'static': parameters are gathered per call under FSDP / ZeRO-3, sampling with generate",
         "sampler 'speculative': parameters are gathered per call under FSDP / ZeRO-3, sampling with generate",
+        "sampler 'static' (merged weights and compile unused): parameters are gathered per call under FSDP / ZeRO-3, sampling with generate",
     ]
     with pytest.raises(ValueError, match="sampler must be one of"):
         make_sampler("vllm")
