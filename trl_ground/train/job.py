@@ -109,6 +109,9 @@ def run_training(data_args, model_args, scoring, config, build, command_line: li
     prepare_output_dir(config, model_args)  # writable, room for a checkpoint, no mixing of runs
     trainer = build(data_args, model_args, scoring, config)
     trainer.run_info = run_info(data_args, model_args, config, command_line, type(trainer).__name__)  # for the model cards
+    choice = getattr(trainer, "merged_weights_choice", None)
+    if choice is not None and config.grounding_loss and config.performance.sampler_merged_weights == "auto":
+        print(choice, flush=True)  # decided by the memory rule: say what and why
     with naming_disk_full(config.output_dir):
         with stop_on_interrupt(trainer) as stop:
             trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)

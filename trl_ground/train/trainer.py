@@ -123,6 +123,7 @@ class GroundingSFTTrainer(ModelCardMixin, SFTTrainer):
             self.model, args.performance, dtype=dtype, rows=rows, parameters_move=self._parameters_move(), samples=args.grounding_loss
         )
         logger.info("%s", choice)
+        self.merged_weights_choice = choice  # the job prints it: what a run decided, and why
         return choice.on
 
     def _warn_fallbacks(self) -> None:

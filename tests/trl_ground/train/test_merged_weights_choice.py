@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.helpers import make_trainer
+from tests.helpers import make_trainer, tiny_run_argv
 from trl_ground.config import PerformanceSettings
 from trl_ground.config.performance import GB
 from trl_ground.sampling.merged_weights import mergeable_lora_linears, merged_nbytes
@@ -54,6 +54,19 @@ def test_auto_is_off_on_a_cpu_and_true_is_on(auto_trainer, tiny_model_dir, synth
     trainer, lines = _build_and_log(tiny_model_dir, synthetic_data, tmp_path, "--sampler-merged-weights", "true")
     assert trainer.sampler_merged_weights is True and trainer.sampler.merged_weights
     assert lines == ["merged sampling weights: on (sampler_merged_weights: true)"]
+
+
+def test_the_command_prints_what_auto_decided(tiny_model_dir, synthetic_data, tmp_path, capsys):
+    from trl_ground.cli.sft_ground import main
+
+    def argv(out, *extra):
+        return tiny_run_argv(tiny_model_dir, synthetic_data, tmp_path / out, "--use-lora", "true", "--max-steps", "1",
+                             "--eval-strategy", "no", "--save-strategy", "no", *extra)
+
+    assert main(argv("auto")) == 0
+    assert "merged sampling weights: off (auto: on cpu, no CUDA graph to speed up)" in capsys.readouterr().out.splitlines()
+    assert main(argv("false", "--sampler-merged-weights", "false")) == 0
+    assert "merged sampling weights" not in capsys.readouterr().out  # an explicit choice needs no word
 
 
 def test_auto_stays_off_before_counting_memory(auto_trainer):
