@@ -28,7 +28,7 @@ for run in $RUNS; do
     qlora) timeout ${QLORA_S:-420} $BENCH --out "$OUT/step_qlora_$TAG.json" 2>&1 | show ;;
     lora16) timeout ${LORA16_S:-260} $BENCH --lora16 --levers eager merged_packed merged_packed_compiled speculative --skip-generate \
       --out "$OUT/step_lora16_$TAG.json" 2>&1 | show ;;
-    crowded) timeout ${CROWDED_S:-300} $BENCH --answer-boxes 30 --reps 1 --warmup 1 --levers eager merged_packed_compiled --skip-decode \
+    crowded) timeout ${CROWDED_S:-300} $BENCH --answer-boxes 30 --reps 1 --warmup 1 --levers eager merged merged_packed_compiled --skip-decode \
       --out "$OUT/step_crowded_$TAG.json" 2>&1 | show ;;
   esac
 done
