@@ -204,15 +204,15 @@ class SpeculativeSampler(SamplerBase):
         while not all(done):
             drafts = lookup_drafts(generated, row_targets, block, self.match)  # (R, block), host
             fed = torch.cat([torch.tensor([[g[-1]] for g in generated]), drafts], dim=1)
-            lengths = torch.tensor([len(g) for g in generated])
+            lengths = torch.tensor([len(g) for g in generated]).to(device)
             state.input_ids.copy_(fed)  # (R, q)
-            position = (text_len + lengths.to(device) - 1).unsqueeze(1) + steps  # text index of each input
+            position = (text_len + lengths - 1).unsqueeze(1) + steps  # text index of each input
             state.position_ids.copy_((position + rope_deltas).unsqueeze(0).expand(3, -1, -1))
             state.mask[:, 0] = valid.unsqueeze(1)
             state.mask[:, 0, :, slot : slot + q] = causal
             logits = self.graphs.step(base, state, cache_kw)  # (R, q, V)
             stats.decode_steps += 1
-            no_end = (lengths.to(device).unsqueeze(1) + steps) < rule.min_new_tokens  # (R, q)
+            no_end = (lengths.unsqueeze(1) + steps) < rule.min_new_tokens  # (R, q)
             n_accepted, next_token = speculative_accept(rule.probs(logits, no_end), drafts.to(device), rule.do_sample)
             if logprobs is not None:  # of the emitted tokens: drafts[:n] then next_token at position n
                 emitted = torch.cat([drafts.to(device), next_token.unsqueeze(1)], dim=1)

@@ -183,15 +183,18 @@ class DecodeGraphs:
             return _forward(*args)
         if self._compiled is None:
             self._compiled = torch.compile(_forward, dynamic=False)
-        layers = [layer for layer in state.cache.layers if getattr(layer, "is_initialized", False)]
-        length = layers[0].cumulative_length.clone() if layers else None  # every layer's, before this step
+        # every layer's cache length before this step, to undo a failed call's writes (a step
+        # being captured writes nothing, and a copy there would be replayed with every step)
+        capturing = state.input_ids.is_cuda and torch.cuda.is_current_stream_capturing()
+        layers = [] if capturing else [layer for layer in state.cache.layers if getattr(layer, "is_initialized", False)]
+        length = layers[0].cumulative_length.clone() if layers else None
         try:  # a new shape compiles; past the recompile limit this raises instead of running uncompiled
             with torch._dynamo.config.patch(**_compile_limits()):
                 logits = self._compiled(*args)
         except Exception as err:  # noqa: BLE001 - a step that cannot be compiled still runs
             logger.warning("torch.compile of the decode step failed (%s); decoding without it", err)
             self.compile_failed = True
-            for layer in layers:  # as before the failed call, which may have written its slots
+            for layer in layers:
                 layer.cumulative_length.copy_(length)
             return _forward(*args)
         state.compiled = True
